@@ -1,0 +1,1 @@
+"""Runtime code every GLV service shares, written once."""

@@ -1,0 +1,63 @@
+"""Settings common to every service; each service subclasses with its own prefix."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Read from the environment with the service's prefix (e.g. GLV_TICKETING_).
+
+    `KAFKA_BOOTSTRAP_SERVERS` is shared by all services, so it is also read unprefixed.
+    Defaults run against the local stack (deploy/local/stack.sh).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GLV_", extra="ignore")
+
+    service_name: str = "glv"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:59092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    database_url: SecretStr = SecretStr("postgresql://glv:glv@127.0.0.1:55432/glv")
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    # Consuming: a batch is what partitions have ready, up to this bound.
+    batch_max_records: int = Field(default=500, gt=0, le=10_000)
+    batch_timeout_ms: int = Field(default=100, gt=0)
+    # A message that keeps failing is dead-lettered after this many attempts.
+    max_attempts: int = Field(default=3, gt=0, le=20)
+    retry_backoff_s: float = Field(default=0.2, ge=0)
+    # Backoff while the database or broker is unreachable (nothing is acked meanwhile).
+    outage_backoff_s: float = Field(default=1.0, gt=0)
+
+    # Producing: linger is set explicitly; idempotence and acks=all are not settings.
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    producer_max_batch_bytes: int = Field(default=256 * 1024, gt=0)
+    # Prepended to every topic name: several environments (or test runs) can
+    # share one cluster without seeing each other's events.
+    topic_prefix: str = ""
+    # Defaults to glv-<service>.
+    consumer_group: str | None = None
+    topic_partitions: int = Field(default=6, gt=0)
+    topic_replication: int = Field(default=1, gt=0)
+
+    # Outbox relay: LISTEN/NOTIFY wakes it; this poll is what makes it correct.
+    relay_poll_interval_s: float = Field(default=0.5, gt=0)
+    relay_batch_size: int = Field(default=1000, gt=0)
+    outbox_retention_s: int = Field(default=3600, ge=0)
+
+    graceful_timeout_s: float = Field(default=20.0, gt=0)
+    log_level: str = "INFO"
+
+    # Fault injection for the crash tests only: SIGKILL self right after a
+    # database commit and before the offset commit.
+    crash_after_db_commit: bool = False
+
+    def dsn(self) -> str:
+        return self.database_url.get_secret_value()

@@ -1,0 +1,337 @@
+"""Ticketing's use case: one batch of decoded events in, state changes and events out.
+
+Runs inside the transaction the runtime opened; everything it writes commits
+together with the inbox and outbox rows, or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from glv_runtime.consumer import Delivery, Inbound, PermanentFailure, decode
+from glv_runtime.deadletters import DeadLetter, write_dead_letters
+from glv_runtime.logs import get_logger
+from glv_runtime.outbox import OutboxMessage, event_message
+from glv_schemas import events as ev
+from glv_schemas import read_headers
+from glv_ticketing import store
+from glv_ticketing.domain import (
+    Accept,
+    Approve,
+    Duplicate,
+    Office,
+    Reject,
+    Status,
+    Ticket,
+    Transition,
+    content_hash,
+    decide_cancellation,
+    decide_filing,
+    decide_reschedule,
+    format_ticket_code,
+    next_status,
+    reason,
+)
+
+log = get_logger(__name__)
+SOURCE = "/glv/ticketing"
+
+
+class InvalidFiling(BaseModel):
+    """A TicketFiled whose JSON parsed but did not match the schema (not a contract)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ticket_id: UUID
+    portal_id: str
+    fingerprint: str
+    problems: list[tuple[str, str]]
+
+
+def decode_for_ticketing(delivery: Delivery) -> Inbound:
+    """Like the runtime's decode, but a schema-invalid filing with a usable ticket id
+    becomes an InvalidFiling so that the portal gets a TicketRejected, not silence."""
+    try:
+        return decode(delivery)
+    except PermanentFailure as failure:
+        if failure.code != "invalid_event" or delivery.value is None:
+            raise
+        try:
+            cloud_event = read_headers(list(delivery.headers))
+            raw = json.loads(delivery.value)
+            ticket_id = UUID(str(raw["ticket_id"]))
+        except Exception:
+            raise failure from None
+        if cloud_event.type != ev.TicketFiled.event_type():
+            raise
+        problems: list[tuple[str, str]] = []
+        try:
+            ev.TicketFiled.model_validate(raw)
+        except Exception as exc:
+            errors = getattr(exc, "errors", lambda: [])()
+            problems = [(".".join(map(str, e["loc"])) or "<root>", str(e["type"])) for e in errors[:20]]
+        portal = raw.get("portal_id")
+        invalid = InvalidFiling(
+            ticket_id=ticket_id,
+            portal_id=portal if isinstance(portal, str) else "",
+            fingerprint=hashlib.sha256(delivery.value).hexdigest(),
+            problems=problems,
+        )
+        return Inbound(delivery=delivery, cloud_event=cloud_event, event=invalid)
+
+
+@dataclass
+class _BatchState:
+    """What one batch has read and changed, so that later events in the batch see it."""
+
+    offices: dict[str, Office]
+    tickets: dict[str, Ticket]
+    changed: dict[str, Ticket] = field(default_factory=dict)
+    history: list[store.HistoryEntry] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    # Acceptances wait for their ticket codes, reserved per office and day in one go.
+    accepted: list[tuple[Inbound, Ticket, Accept]] = field(default_factory=list)
+
+    def save(self, ticket: Ticket) -> None:
+        self.tickets[ticket.ticket_id] = ticket
+        self.changed[ticket.ticket_id] = ticket
+
+
+class TicketingUseCase:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clock = clock
+
+    async def apply(self, conn: asyncpg.Connection, items: Sequence[Inbound]) -> list[OutboxMessage]:
+        now = self._clock()
+        ticket_ids = [item.event.ticket_id for item in items if hasattr(item.event, "ticket_id")]
+        state = _BatchState(offices=await store.load_offices(conn), tickets=await store.load_tickets(conn, ticket_ids))
+        for item in items:
+            with structlog.contextvars.bound_contextvars(
+                event_id=item.cloud_event.id,
+                ticket_id=str(getattr(item.event, "ticket_id", "")) or None,
+                trace_id=item.cloud_event.trace_id,
+            ):
+                await self._apply_one(conn, state, item, now)
+        await self._issue_codes(conn, state, now)
+        await store.save_tickets(conn, list(state.changed.values()), now)
+        await store.add_history(conn, state.history)
+        return state.outbox
+
+    async def _apply_one(self, conn: asyncpg.Connection, state: _BatchState, item: Inbound, now: datetime) -> None:
+        event = item.event
+        match event:
+            case ev.TicketFiled():
+                self._file(state, item, event, now)
+            case InvalidFiling():
+                await self._refuse_invalid(conn, state, item, event, now)
+            case ev.CancellationRequested():
+                self._cancel(state, item, event, now)
+            case ev.RescheduleRequested():
+                self._reschedule(state, item, event, now)
+            case ev.OfficeCatalogUpdated():
+                state.offices[event.office_code] = await store.upsert_office(conn, event)
+                log.info("catalog entry applied", office_code=event.office_code)
+            case _:
+                self._track(state, item, now)
+
+    # ------------------------------------------------------------------ filings
+
+    def _file(self, state: _BatchState, item: Inbound, filed: ev.TicketFiled, now: datetime) -> None:
+        key = str(filed.ticket_id)
+        existing = state.tickets.get(key)
+        decision = decide_filing(filed, existing, state.offices.get(filed.office_code), now)
+        match decision:
+            case Duplicate():
+                log.info("identical resubmission ignored")
+            case Accept():
+                ticket = Ticket(
+                    ticket_id=key,
+                    portal_id=filed.portal_id,
+                    content_hash=content_hash(filed),
+                    status=Status.ACCEPTED,
+                    office_code=filed.office_code,
+                    service_code=filed.service_code,
+                )
+                state.save(ticket)
+                state.accepted.append((item, ticket, decision))
+            case Reject(reasons=reasons):
+                if existing is None:
+                    state.save(
+                        Ticket(
+                            ticket_id=key,
+                            portal_id=filed.portal_id,
+                            content_hash=content_hash(filed),
+                            status=Status.REJECTED,
+                            office_code=filed.office_code,
+                            service_code=filed.service_code,
+                        )
+                    )
+                    self._history(state, item, key, "rejected", Status.REJECTED, now, codes=reasons)
+                else:  # a conflicting resubmission: the first filing stands
+                    self._history(state, item, key, "resubmission_refused", existing.status, now, codes=reasons)
+                self._publish(
+                    state, item, ev.TicketRejected(
+                        ticket_id=filed.ticket_id, portal_id=filed.portal_id, reasons=reasons, rejected_at=now
+                    )
+                )
+                log.info("ticket rejected", reasons=[r.code for r in reasons])
+
+    async def _refuse_invalid(
+        self, conn: asyncpg.Connection, state: _BatchState, item: Inbound, invalid: InvalidFiling, now: datetime
+    ) -> None:
+        key = str(invalid.ticket_id)
+        existing = state.tickets.get(key)
+        if existing is not None and existing.content_hash == invalid.fingerprint:
+            return  # the same invalid filing again: it was answered already
+        reasons = [reason("invalid_schema", where) for where, _ in invalid.problems] or [reason("invalid_schema")]
+        if existing is None:
+            state.save(
+                Ticket(ticket_id=key, portal_id=invalid.portal_id or "unknown", content_hash=invalid.fingerprint,
+                       status=Status.REJECTED, office_code="", service_code="")
+            )
+            self._history(state, item, key, "rejected", Status.REJECTED, now, codes=reasons)
+        else:
+            reasons = [reason("duplicate_conflict", "ticket_id"), *reasons]
+            self._history(state, item, key, "resubmission_refused", existing.status, now, codes=reasons)
+        self._publish(
+            state, item,
+            ev.TicketRejected(ticket_id=invalid.ticket_id, portal_id=invalid.portal_id or "unknown",
+                              reasons=reasons, rejected_at=now),
+        )
+        # The malformed record is also kept on the dead-letter topic for ops.
+        detail = "; ".join(f"{where}: {kind}" for where, kind in invalid.problems)
+        await write_dead_letters(
+            conn, [DeadLetter.of(item.delivery, "ticketing", "invalid_event", detail, attempts=1,
+                                 event_id=item.cloud_event.id)]
+        )
+
+    async def _issue_codes(self, conn: asyncpg.Connection, state: _BatchState, now: datetime) -> None:
+        by_day: dict[tuple[str, Any], list[tuple[Inbound, Ticket, Accept]]] = defaultdict(list)
+        for accepted in state.accepted:
+            by_day[(accepted[2].office.code, accepted[2].local_day)].append(accepted)
+        for (office_code, local_day), group in by_day.items():
+            first = await store.reserve_code_numbers(conn, office_code, local_day, len(group))
+            for number, (item, ticket, _) in enumerate(group, start=first):
+                ticket.ticket_code = format_ticket_code(office_code, local_day, number)
+                filed = item.event
+                assert isinstance(filed, ev.TicketFiled)
+                self._history(state, item, ticket.ticket_id, "accepted", Status.ACCEPTED, now,
+                              ticket_code=ticket.ticket_code)
+                self._publish(
+                    state, item,
+                    ev.TicketAccepted(
+                        ticket_id=filed.ticket_id, ticket_code=ticket.ticket_code, portal_id=filed.portal_id,
+                        office_code=filed.office_code, service_code=filed.service_code, kind=filed.kind,
+                        stakeholder_ref=filed.stakeholder.stakeholder_ref, locale=filed.stakeholder.locale,
+                        preferred_windows=filed.preferred_windows, filed_at=filed.filed_at, accepted_at=now,
+                    ),
+                )
+        state.accepted.clear()
+
+    # ------------------------------------------------- cancellation, reschedule
+
+    def _cancel(self, state: _BatchState, item: Inbound, request: ev.CancellationRequested, now: datetime) -> None:
+        key = str(request.ticket_id)
+        ticket = state.tickets.get(key)
+        decision = decide_cancellation(request, ticket)
+        if isinstance(decision, Approve) and ticket is not None and ticket.ticket_code is not None:
+            ticket.status = Status.CANCELLED
+            state.save(ticket)
+            self._history(state, item, key, "cancelled", Status.CANCELLED, now)
+            self._publish(state, item, ev.TicketCancelled(
+                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, portal_id=request.portal_id,
+                office_code=ticket.office_code, cancelled_at=now,
+            ))
+            return
+        reasons = decision.reasons if not isinstance(decision, Approve) else [reason("already_final")]
+        if ticket is not None and ticket.portal_id == request.portal_id:
+            self._history(state, item, key, "cancellation_refused", ticket.status, now, codes=reasons)
+        self._publish(state, item, ev.CancellationRefused(
+            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+        ))
+
+    def _reschedule(self, state: _BatchState, item: Inbound, request: ev.RescheduleRequested, now: datetime) -> None:
+        key = str(request.ticket_id)
+        ticket = state.tickets.get(key)
+        office = state.offices.get(ticket.office_code) if ticket is not None else None
+        decision = decide_reschedule(request, ticket, office, now)
+        if isinstance(decision, Approve) and ticket is not None and ticket.ticket_code is not None:
+            self._history(state, item, key, "reschedule_approved", ticket.status, now)
+            self._publish(state, item, ev.RescheduleApproved(
+                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, office_code=ticket.office_code,
+                service_code=ticket.service_code, preferred_windows=request.preferred_windows, approved_at=now,
+            ))
+            return
+        reasons = decision.reasons if not isinstance(decision, Approve) else [reason("already_final")]
+        if ticket is not None and ticket.portal_id == request.portal_id:
+            self._history(state, item, key, "reschedule_refused", ticket.status, now, codes=reasons)
+        self._publish(state, item, ev.RescheduleRefused(
+            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+        ))
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _track(self, state: _BatchState, item: Inbound, now: datetime) -> None:
+        event = item.event
+        transition = lifecycle_transition(event)
+        key = str(getattr(event, "ticket_id", ""))
+        ticket = state.tickets.get(key)
+        if ticket is None:
+            raise PermanentFailure("unknown_ticket", f"{item.cloud_event.type} for a ticket ticketing never accepted")
+        ticket.status = next_status(ticket.status, transition)
+        state.save(ticket)
+        self._history(state, item, key, transition.entry, ticket.status, item.cloud_event.time, **transition.detail)
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _history(
+        state: _BatchState, item: Inbound, ticket_id: str, entry: str, status: Status, at: datetime,
+        codes: list[ev.Reason] | None = None, **detail: str,
+    ) -> None:
+        data: dict[str, Any] = dict(detail)
+        if codes:
+            data["reasons"] = [r.code for r in codes]
+        state.history.append(store.HistoryEntry(ticket_id, entry, status, item.cloud_event.id, at, data))
+
+    @staticmethod
+    def _publish(state: _BatchState, item: Inbound, event: ev.Event) -> None:
+        state.outbox.append(
+            event_message(event, source=SOURCE, key=str(event.ticket_id), traceparent=item.cloud_event.traceparent)
+        )
+
+
+def lifecycle_transition(event: BaseModel) -> Transition:
+    """The history entry and status a downstream event means for its ticket."""
+    match event:
+        case ev.SlotAssigned():
+            return Transition(
+                "rescheduled" if event.replaces_slot_id else "scheduled",
+                Status.SCHEDULED,
+                {"starts_at": event.starts_at.isoformat(), "office_zone": event.office_zone},
+            )
+        case ev.SlotReleased():
+            return Transition("slot_released", None, {"reason": event.reason})
+        case ev.SchedulingFailed():
+            return Transition("waitlisted" if event.waitlisted else "scheduling_failed",
+                              Status.WAITLISTED if event.waitlisted else None, {"reason": event.reason})
+        case ev.SessionHeld():
+            return Transition("held", Status.HELD)
+        case ev.SessionMissed():
+            return Transition("missed", Status.MISSED, {"missing_party": event.missing_party})
+        case ev.RecordingArchived():
+            return Transition("archived", Status.ARCHIVED)
+        case ev.ArchiveFailed():
+            return Transition("archive_failed", None, {"reason": event.reason})
+    raise PermanentFailure("unexpected_type", f"ticketing does not handle {type(event).__name__}")

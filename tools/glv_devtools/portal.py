@@ -1,0 +1,104 @@
+"""A portal simulator: builds and publishes what upstream portals file."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from glv_schemas import new_cloud_event, topic_of
+from glv_schemas.events import Event, Stakeholder, TicketFiled, TimeWindow
+
+FIRST_NAMES = ("Andi", "Siti", "Made", "Yohanes", "Nurul", "Daeng", "Ketut", "Marthen", "Rina", "Agus")
+LAST_NAMES = ("Pratama", "Rahayu", "Wijaya", "Mandacan", "Sulistyo", "Hasanuddin", "Suwirya", "Wenda")
+
+
+def stakeholder(rng: random.Random, *, email: bool = True, phone: bool = True) -> Stakeholder:
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    return Stakeholder(
+        stakeholder_ref=f"person-{rng.randrange(10**8):08d}",
+        name=f"{first} {last}",
+        email=f"{first}.{last}{rng.randrange(100)}@example.co.id".lower() if email else None,
+        phone=f"+62812{rng.randrange(10**7):07d}" if phone else None,
+        national_id=f"{rng.randrange(10**15, 10**16)}",
+        locale=rng.choice(("id", "id", "en")),
+    )
+
+
+def ticket(
+    rng: random.Random,
+    *,
+    portal_id: str,
+    office_code: str,
+    service_code: str,
+    now: datetime | None = None,
+    window_days: int = 3,
+    email: bool = True,
+    phone: bool = True,
+) -> TicketFiled:
+    now = now or datetime.now(UTC)
+    day = (now + timedelta(days=window_days)).replace(minute=0, second=0, microsecond=0)
+    return TicketFiled(
+        ticket_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        portal_id=portal_id,
+        office_code=office_code,
+        service_code=service_code,
+        subject="Konsultasi " + service_code.replace("-", " "),
+        description="Mohon dijadwalkan konsultasi daring.",
+        stakeholder=stakeholder(rng, email=email, phone=phone),
+        preferred_windows=[TimeWindow(start=day, end=day + timedelta(hours=3))],
+        filed_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A record as a portal might send it, possibly broken on purpose."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def record_for(event: BaseModel, *, source: str, event_id: str | None = None) -> RawRecord:
+    model = type(event)
+    key = str(getattr(event, "ticket_id", getattr(event, "office_code", "")))
+    cloud_event = new_cloud_event(model, source=source, subject=key, event_id=event_id)  # type: ignore[arg-type]
+    return RawRecord(
+        topic=topic_of(model).name,  # type: ignore[arg-type]
+        key=key.encode(),
+        value=event.model_dump_json().encode(),
+        headers=cloud_event.to_headers(),
+    )
+
+
+class PortalClient:
+    """Publishes records the way a portal does: keyed by ticket id, CloudEvents headers."""
+
+    def __init__(self, bootstrap: str, prefix: str = "") -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+        self._prefix = prefix
+
+    async def __aenter__(self) -> PortalClient:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def send(self, records: Sequence[RawRecord]) -> None:
+        futures = [
+            await self._producer.send(self._prefix + r.topic, value=r.value, key=r.key, headers=r.headers)
+            for r in records
+        ]
+        for future in futures:
+            await future
+
+    async def file(self, events: Sequence[Event], source: str = "/portal/sim") -> None:
+        await self.send([record_for(e, source=source) for e in events])
