@@ -58,6 +58,9 @@ if ((EUID == 0)); then PG_OS_USER=postgres; else PG_OS_USER="$(id -un)"; fi
 
 LOCK_FILE="$STATE_DIR/.stack.lock"
 
+# 0755 even under a strict umask: postgres must traverse it to reach its data dir.
+make_state_dir() { [[ -d "$STATE_DIR" ]] || { mkdir -p "$STATE_DIR" && chmod 0755 "$STATE_DIR"; }; }
+
 say() { printf '%s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 now_us() { local t="${EPOCHREALTIME/./}"; echo "$((10#$t))"; }
@@ -67,7 +70,7 @@ now_us() { local t="${EPOCHREALTIME/./}"; echo "$((10#$t))"; }
 # which would otherwise hold the lock forever.
 with_lock() {
   if [[ "${GLV_STACK_LOCKED:-}" != 1 ]]; then
-    mkdir -p "$STATE_DIR"
+    make_state_dir
     GLV_STACK_LOCKED=1 exec flock -o -w 600 "$LOCK_FILE" "$SELF" "$@"
   fi
 }
@@ -166,12 +169,18 @@ format_kafka_once() {
 
 # Starts the broker in the background if needed; does not wait (see wait_kafka_ready).
 kafka_launch() {
-  local pid
+  local pid port
   if pid="$(kafka_pid)"; then
     say "==> Kafka already running (pid $pid), reusing"
     return 0
   fi
   ensure_kafka_jars
+  # Fail fast instead of a long wait on a broker that cannot bind.
+  for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
+      die "port $HOST:$port is already in use by another process (see GLV_KAFKA_PORT / GLV_KAFKA_CONTROLLER_PORT)"
+    fi
+  done
   write_kafka_config
   format_kafka_once
   say "==> starting Kafka $KAFKA_VERSION on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)..."
@@ -193,8 +202,8 @@ kafka_fail() {
   say "ERROR: $*"
   say "---- tail of $KAFKA_OUT"
   tail -n 25 "$KAFKA_OUT" >&2 || true
-  say "---- tail of $KAFKA_LOGS/server.log"
-  tail -n 25 "$KAFKA_LOGS/server.log" >&2 || true
+  say "---- errors in $KAFKA_LOGS/server.log"
+  grep -E '^\[.*\] (ERROR|FATAL)|^Caused by' "$KAFKA_LOGS/server.log" | tail -n 15 >&2 || true
   exit 1
 }
 
@@ -273,7 +282,7 @@ as_pg() {
 }
 
 pg_init_once() {
-  mkdir -p "$STATE_DIR"
+  make_state_dir
   # The classic trap: a state dir under /root (0700) that postgres cannot traverse.
   as_pg test -x "$STATE_DIR" ||
     die "$STATE_DIR is not traversable by user $PG_OS_USER; point GLV_STATE_DIR elsewhere (default /var/tmp/glv)"
@@ -386,7 +395,7 @@ pg_stop() {
 cmd_start() {
   local t0 fetch_pid=""
   t0=$(now_us)
-  mkdir -p "$STATE_DIR"
+  make_state_dir
   # Cold machine: download Kafka while apt installs PostgreSQL.
   if ! kafka_jars_ok; then
     ensure_kafka_jars &

@@ -136,7 +136,10 @@ async def read_dead_letters(
         end = await consumer.end_offsets(partitions)
         letters: list[dict[str, Any]] = []
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while any(await consumer.position(tp) < end[tp] for tp in partitions):
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in partitions])
+
+        while await behind():
             if asyncio.get_running_loop().time() > deadline:
                 break
             batch = await consumer.getmany(timeout_ms=500)

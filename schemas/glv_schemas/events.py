@@ -7,12 +7,20 @@ other event carries ids.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import EmailStr, Field, HttpUrl
 
-from glv_schemas.base import Event, Model, OfficeCode, Slug, TicketCode, TimeWindow, UtcInstant
+from glv_schemas.base import (
+    Event,
+    Model,
+    OfficeCode,
+    Slug,
+    TicketCode,
+    TimeWindow,
+    UtcInstant,
+)
 
 SessionKind = Literal["consultation", "internal_meeting", "webinar"]
 Locale = Literal["id", "en"]
@@ -50,7 +58,8 @@ class TicketFiled(Event):
     subject: Annotated[str, Field(min_length=1, max_length=_TEXT_CAP)]
     description: Annotated[str, Field(max_length=_TEXT_CAP)] = ""
     stakeholder: Stakeholder
-    preferred_windows: Annotated[list[TimeWindow], Field(max_length=_WINDOWS_CAP)] = []
+    # pydantic copies a default per instance, so a shared list is safe here.
+    preferred_windows: Annotated[list[TimeWindow], Field(max_length=_WINDOWS_CAP)] = []  # noqa: RUF012
     filed_at: UtcInstant
 
 

@@ -65,7 +65,7 @@ CLOUDEVENT_HEADERS: dict[str, JsonObject] = {
         "type": "string",
         "minLength": 1,
         "format": "uri-reference",
-        "description": "URI-reference naming the producer, e.g. /portals/lelang or /glv/ticketing.",
+        "description": "URI-reference naming the producer, e.g. /portals/portal-lelang; GLV services use /glv/<service>.",
     },
     "ce_type": {
         "type": "string",
@@ -219,11 +219,11 @@ def _key_schema(topic: Topic) -> JsonObject:
         key_schemas.append(prop)
     if any(k != key_schemas[0] for k in key_schemas):
         raise ValueError(f"events on {topic.name} disagree on the type of their key {topic.key}")
-    key = dict(key_schemas[0])
+    key: JsonObject = dict(key_schemas[0])
     key["description"] = (
         f"The event's {topic.key} as UTF-8 text, so that all events of one {topic.key} stay in order on one partition."
     )
-    return _sorted(key)
+    return {name: _sorted(key[name]) for name in sorted(key)}
 
 
 def _topic_configuration(topic: Topic) -> JsonObject:

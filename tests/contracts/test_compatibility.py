@@ -27,10 +27,15 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
-from pydantic import ValidationError
-
 from glv_schemas.events import ALL_EVENTS, EventModel, TicketFiled
-from glv_schemas.generate import COMPAT_DIR, EXAMPLES_DIR, event_schema, example_path, snapshot_path
+from glv_schemas.generate import (
+    COMPAT_DIR,
+    EXAMPLES_DIR,
+    event_schema,
+    example_path,
+    snapshot_path,
+)
+from pydantic import ValidationError
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 EVENT_IDS = [model.event_type() for model in ALL_EVENTS]

@@ -7,7 +7,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from glv_schemas.envelope import (
     CONTENT_TYPE,
     REQUIRED_HEADERS,

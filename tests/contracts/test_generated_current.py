@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from glv_schemas.events import ALL_EVENTS
 from glv_schemas.generate import (
     ASYNCAPI_FILE,
@@ -157,3 +156,32 @@ def test_asyncapi_dead_letter_topics_carry_their_headers() -> None:
     }
     for topic in DEAD_LETTER_TOPICS:
         assert document["channels"][topic.name]["messages"] == {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}}
+
+
+# ---------------------------------------------------------------- docs/events.md
+
+EVENTS_DOC = SCHEMAS_DIR.parent / "docs" / "events.md"
+
+
+def test_events_doc_names_every_topic_event_type_and_header() -> None:
+    doc = EVENTS_DOC.read_text(encoding="utf-8")
+    names = [t.name for t in ALL_TOPICS] + [m.event_type() for m in ALL_EVENTS]
+    names += list(CLOUDEVENT_HEADERS) + list(DEAD_LETTER_HEADERS)
+    missing = [name for name in names if f"`{name}`" not in doc]
+    assert not missing, f"docs/events.md does not mention {missing}"
+
+
+def test_events_doc_lists_every_field_of_every_event() -> None:
+    doc = EVENTS_DOC.read_text(encoding="utf-8")
+    sections = {
+        block.split("\n", 1)[0].split(" ")[0]: block
+        for block in doc.split("\n### ")[1:] + doc.split("\n#### ")[1:]
+    }
+    for model in ALL_EVENTS:
+        schema = model.model_json_schema(mode="validation")
+        tables = [(model.event_name, schema)] + list(schema.get("$defs", {}).items())
+        for name, sub in tables:
+            section = sections.get(name, "").split("\n### ")[0].split("\n#### ")[0]
+            assert section, f"docs/events.md has no section for {name}"
+            absent = [f for f in sub["properties"] if f"| `{f}` |" not in section]
+            assert not absent, f"docs/events.md, {name}: no row for {absent}"

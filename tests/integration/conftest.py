@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,15 @@ class Ticketing:
         return self.settings.topic_prefix
 
 
+async def wait_for_offices(service: RunningService, count: int, timeout_s: float = 30) -> None:
+    """The catalog arrives on its own topic: wait until ticketing has applied it."""
+    assert service.pool is not None
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await service.pool.fetchval("SELECT count(*) FROM office") < count:
+        assert asyncio.get_running_loop().time() < deadline, "catalog not applied in time"
+        await asyncio.sleep(0.05)
+
+
 def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> TicketingSettings:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -47,7 +57,9 @@ async def ticketing(ticketing_env: dict[str, str], monkeypatch: pytest.MonkeyPat
     clock = Clock()
     service = RunningService(build_spec(settings, clock))
     await service.start()
-    await publish_catalog(settings, read_catalog(CATALOG_FILE))
+    offices = read_catalog(CATALOG_FILE)
+    await publish_catalog(settings, offices)
+    await wait_for_offices(service, len(offices))
     probe = EventProbe(settings.kafka_bootstrap_servers, [settings.topic_prefix + t.name for t in ALL_TOPICS])
     async with probe:
         try:
