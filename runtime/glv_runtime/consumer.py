@@ -26,6 +26,7 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from glv_runtime import metrics
+from glv_runtime.db import DbConnection
 from glv_runtime.deadletters import DeadLetter, write_dead_letters
 from glv_runtime.logs import get_logger
 from glv_runtime.outbox import OutboxMessage, write_outbox
@@ -90,7 +91,7 @@ class Inbound:
     event: BaseModel
 
 
-Applier = Callable[[asyncpg.Connection, Sequence[Inbound]], Awaitable[list[OutboxMessage]]]
+Applier = Callable[[DbConnection, Sequence[Inbound]], Awaitable[list[OutboxMessage]]]
 """A service's use case: apply these events in the open transaction, return what to publish."""
 
 
@@ -158,7 +159,7 @@ class BatchProcessor:
         metrics.BATCH_SIZE.observe(len(deliveries))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _commit(self, work: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+    async def _commit(self, work: Callable[[DbConnection], Awaitable[None]]) -> None:
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 await work(conn)
@@ -167,7 +168,7 @@ class BatchProcessor:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     async def _apply_together(self, items: Sequence[Inbound], undecodable: Sequence[DeadLetter]) -> None:
-        async def work(conn: asyncpg.Connection) -> None:
+        async def work(conn: DbConnection) -> None:
             await self._dead_letter(conn, undecodable)
             fresh = await self._claim(conn, items)
             await write_outbox(conn, await self._apply(conn, fresh) if fresh else [])
@@ -188,22 +189,27 @@ class BatchProcessor:
                 metrics.FAILED.labels(topic=item.delivery.topic).inc()
                 code, detail = "handler_error", f"{type(exc).__name__}: {exc}"[:2000]
                 log.warning(
-                    "message failed", attempt=attempt, error=detail,
-                    event_id=item.cloud_event.id, ticket_id=item.cloud_event.subject,
+                    "message failed",
+                    attempt=attempt,
+                    error=detail,
+                    event_id=item.cloud_event.id,
+                    ticket_id=item.cloud_event.subject,
                 )
                 if attempt < self._max_attempts:
                     await asyncio.sleep(self._retry_backoff_s * attempt)
-        letter = DeadLetter.of(item.delivery, self._service, code, detail, attempts=attempt, event_id=item.cloud_event.id)
+        letter = DeadLetter.of(
+            item.delivery, self._service, code, detail, attempts=attempt, event_id=item.cloud_event.id
+        )
         await self._commit(lambda conn: self._dead_letter(conn, [letter]))
 
-    async def _claim(self, conn: asyncpg.Connection, items: Sequence[Inbound]) -> list[Inbound]:
+    async def _claim(self, conn: DbConnection, items: Sequence[Inbound]) -> list[Inbound]:
         """Record the events in the inbox; return those not applied before, first copy only."""
         if not items:
             return []
         positions = await conn.fetch(
-            "SELECT d.topic, d.partition, d.\"offset\" FROM glv_dead_letter d"
+            'SELECT d.topic, d.partition, d."offset" FROM glv_dead_letter d'
             " JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS p(topic, partition, off)"
-            " ON d.topic = p.topic AND d.partition = p.partition AND d.\"offset\" = p.off",
+            ' ON d.topic = p.topic AND d.partition = p.partition AND d."offset" = p.off',
             [i.delivery.topic for i in items],
             [i.delivery.partition for i in items],
             [i.delivery.offset for i in items],
@@ -228,10 +234,15 @@ class BatchProcessor:
                 log.info("duplicate ignored", event_id=item.cloud_event.id, ticket_id=item.cloud_event.subject)
         return fresh
 
-    async def _dead_letter(self, conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
+    async def _dead_letter(self, conn: DbConnection, letters: Sequence[DeadLetter]) -> None:
         for letter in await write_dead_letters(conn, letters):
             metrics.DEAD_LETTERED.labels(topic=letter.topic, code=letter.code).inc()
             log.warning(
-                "dead-lettered", code=letter.code, error=letter.error, topic=letter.topic,
-                partition=letter.partition, offset=letter.offset, event_id=letter.event_id,
+                "dead-lettered",
+                code=letter.code,
+                error=letter.error,
+                topic=letter.topic,
+                partition=letter.partition,
+                offset=letter.offset,
+                event_id=letter.event_id,
             )

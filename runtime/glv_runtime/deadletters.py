@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
+from glv_runtime.db import DbConnection
 from glv_runtime.outbox import OutboxMessage, write_outbox
 from glv_schemas import dead_letter_topic
 
@@ -91,14 +90,14 @@ class DeadLetter:
         )
 
 
-async def write_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+async def write_dead_letters(conn: DbConnection, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
     """Record positions not dead-lettered before and queue their DLQ records; return those."""
     if not letters:
         return []
     rows = await conn.fetch(
-        "INSERT INTO glv_dead_letter (topic, partition, \"offset\", event_id, error_code, error, attempts)"
+        'INSERT INTO glv_dead_letter (topic, partition, "offset", event_id, error_code, error, attempts)'
         " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[])"
-        " ON CONFLICT DO NOTHING RETURNING topic, partition, \"offset\"",
+        ' ON CONFLICT DO NOTHING RETURNING topic, partition, "offset"',
         [d.topic for d in letters],
         [d.partition for d in letters],
         [d.offset for d in letters],
@@ -136,6 +135,7 @@ async def read_dead_letters(
         end = await consumer.end_offsets(partitions)
         letters: list[dict[str, Any]] = []
         deadline = asyncio.get_running_loop().time() + timeout_s
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < end[tp] for tp in partitions])
 

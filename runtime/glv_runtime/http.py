@@ -25,7 +25,9 @@ def build_http_app(checks: dict[str, ReadinessCheck], routes: Sequence[BaseRoute
             except Exception:
                 results[name] = False
         ok = all(results.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": results}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": results}, status_code=200 if ok else 503
+        )
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

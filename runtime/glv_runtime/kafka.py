@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,10 +112,8 @@ async def ensure_topics(settings: ServiceSettings, topics: Sequence[Topic]) -> N
             if prefix + t.name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another replica won the race
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another replica won the race
             log.info("topics created", topics=[t.name for t in missing])
 
         # Creation returns before every partition has a leader; wait until metadata shows them.

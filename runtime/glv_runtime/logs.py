@@ -14,8 +14,24 @@ REDACTED = "[redacted]"
 
 # Keys whose values are personal data wherever they appear in a log event.
 PERSONAL_KEYS = frozenset(
-    {"name", "stakeholder", "stakeholder_name", "email", "phone", "national_id", "nik", "address",
-     "organisation", "contact", "contacts", "full_name", "description", "subject", "token", "authorization"}
+    {
+        "name",
+        "stakeholder",
+        "stakeholder_name",
+        "email",
+        "phone",
+        "national_id",
+        "nik",
+        "address",
+        "organisation",
+        "contact",
+        "contacts",
+        "full_name",
+        "description",
+        "subject",
+        "token",
+        "authorization",
+    }
 )
 # Values that look like personal data even under an innocent key.
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")

@@ -14,5 +14,7 @@ BATCH_SECONDS = Histogram(
     "Time to apply one batch (decode, database transaction, offset commit)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-BATCH_SIZE = Histogram("glv_handler_batch_size", "Messages per batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000))
+BATCH_SIZE = Histogram(
+    "glv_handler_batch_size", "Messages per batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000)
+)
 OUTBOX_BACKLOG = Gauge("glv_outbox_backlog", "Outbox rows not yet published")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-import asyncpg
-
+from glv_runtime.db import DbConnection
 from glv_runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -20,7 +19,7 @@ def _sql_files(package: str) -> list[Traversable]:
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
 
 
-async def apply_migrations(conn: asyncpg.Connection, packages: list[str]) -> list[str]:
+async def apply_migrations(conn: DbConnection, packages: list[str]) -> list[str]:
     """Apply pending files from each package (e.g. ``glv_runtime.migrations``); return their ids."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)

@@ -16,12 +16,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 from pydantic import BaseModel
 
 from glv_runtime import metrics
+from glv_runtime.db import DbConnection
 from glv_runtime.logs import get_logger
 from glv_schemas import CloudEvent, new_cloud_event, topic_of
 
@@ -65,7 +66,7 @@ def event_message(
     )
 
 
-async def write_outbox(conn: asyncpg.Connection, messages: Sequence[OutboxMessage]) -> None:
+async def write_outbox(conn: DbConnection, messages: Sequence[OutboxMessage]) -> None:
     """Insert messages in one statement, inside the caller's transaction."""
     if not messages:
         return
@@ -126,7 +127,7 @@ class OutboxRelay:
         # A dedicated connection for LISTEN; when PostgreSQL restarts it is
         # re-opened, and polling covers the gap.
         while not self._stopping.is_set():
-            conn: asyncpg.Connection | None = None
+            conn: asyncpg.Connection[Any] | None = None
             try:
                 conn = await asyncpg.connect(self._dsn)
                 await conn.add_listener("glv_outbox", lambda *_: self._wake.set())
@@ -190,7 +191,9 @@ class OutboxRelay:
             # If we die after sending and before this commit, the rows are sent
             # again: consumers' inboxes make the duplicate harmless.
             await self._sender.send_all(records)
-            await conn.execute("UPDATE glv_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            await conn.execute(
+                "UPDATE glv_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
         for record in records:
             metrics.PUBLISHED.labels(topic=record.topic).inc()
         metrics.OUTBOX_BACKLOG.set(max(0, backlog - len(rows)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -37,6 +37,14 @@ class ServiceSpec:
     apply: Applier
     decoder: Callable[[Delivery], Inbound] = decode
     routes: Callable[[asyncpg.Pool], Sequence[BaseRoute]] = field(default=lambda _pool: [])
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service decides the shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class RunningService:
@@ -91,11 +99,18 @@ class RunningService:
         await self.broker.start()
 
         if http:
-            app = build_http_app({"database": self._db_ready, "broker": self._broker_ready}, self.spec.routes(self.pool))
+            app = build_http_app(
+                {"database": self._db_ready, "broker": self._broker_ready}, self.spec.routes(self.pool)
+            )
             config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
-            self.http = uvicorn.Server(config)
-            self.http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self.http = _HttpServer(config)
             self._http_task = asyncio.create_task(self.http.serve(), name="http")
+            # Fail the start, not later and silently, if the port cannot be bound.
+            while not self.http.started:
+                if self._http_task.done():
+                    await self.stop()
+                    raise RuntimeError(f"HTTP server could not start on {s.http_host}:{s.http_port}")
+                await asyncio.sleep(0.01)
         log.info("service started", http_port=s.http_port if http else None)
 
     async def _db_ready(self) -> bool:
@@ -118,7 +133,7 @@ class RunningService:
             await self.sender.stop()
         if self.http is not None and self._http_task is not None:
             self.http.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, SystemExit):
                 await self._http_task
         if self.pool is not None:
             await self.pool.close()

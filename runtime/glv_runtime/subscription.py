@@ -29,8 +29,11 @@ class RawBatchParser:
     def __init__(self) -> None:
         self.subscriber: Any = None
 
-    async def parse(self, records: tuple[Any, ...]) -> KafkaAckableMessage:
+    async def parse(self, raw: tuple[Any, ...]) -> KafkaAckableMessage:
         consumer = getattr(self.subscriber, "consumer", None) or FAKE_CONSUMER
+        # The real consumer hands a flat tuple of records; FastStream's test
+        # broker nests them in a list. Either way we keep a flat tuple.
+        records = tuple(r for item in raw for r in (item if isinstance(item, list | tuple) else (item,)))
         first = records[0] if records else None
         return KafkaAckableMessage(
             raw_message=records,

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import jsonschema
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+from pydantic import ValidationError
+
 from glv_schemas.events import ALL_EVENTS, EventModel, TicketFiled
 from glv_schemas.generate import (
     COMPAT_DIR,
@@ -35,7 +37,6 @@ from glv_schemas.generate import (
     example_path,
     snapshot_path,
 )
-from pydantic import ValidationError
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 EVENT_IDS = [model.event_type() for model in ALL_EVENTS]
@@ -53,10 +54,10 @@ def _load(relative: str) -> Any:
     return json.loads((SCHEMAS_DIR / relative).read_text(encoding="utf-8"))
 
 
-def _format_checker() -> jsonschema.FormatChecker:
+def _format_checker() -> FormatChecker:
     # jsonschema checks "date-time" and "uri" only with optional packages installed;
     # these stand-ins keep the old reader strict about the formats our events use.
-    checker = jsonschema.FormatChecker()
+    checker = FormatChecker()
 
     @checker.checks("date-time", raises=ValueError)
     def _date_time(value: object) -> bool:
@@ -78,8 +79,9 @@ def _format_checker() -> jsonschema.FormatChecker:
 
 
 def _old_reader_errors(snapshot: dict[str, Any], instance: Any) -> list[str]:
-    validator = jsonschema.Draft202012Validator(snapshot, format_checker=_format_checker())
-    return sorted(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(instance))
+    validator = Draft202012Validator(snapshot, format_checker=_format_checker())
+    errors = validator.iter_errors(instance)
+    return sorted(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors)
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +276,7 @@ def test_snapshot_refuses_a_renamed_field() -> None:
 def test_schema_comparison_catches_a_narrowed_type() -> None:
     # An old writer may have sent any office code; a reader that knows only PLP breaks.
     class TicketFiledOnlyPalopo(TicketFiled):
-        office_code: Literal["PLP"]  # type: ignore[assignment]
+        office_code: Literal["PLP"]
 
     changes = _differences(
         _validation_shape(_load(snapshot_path(TicketFiled))),
@@ -344,7 +346,7 @@ def test_intake_refuses_an_unknown_nested_field() -> None:
 
 @pytest.mark.parametrize("model", ALL_EVENTS, ids=EVENT_IDS)
 def test_every_event_refuses_unknown_fields(model: EventModel) -> None:
-    with pytest.raises(ValidationError, match="extra_forbidden|Extra inputs are not permitted"):
+    with pytest.raises(ValidationError, match=r"extra_forbidden|Extra inputs are not permitted"):
         model.model_validate({**_load(example_path(model)), "unexpected": True})
 
 

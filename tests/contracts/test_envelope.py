@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from glv_schemas.envelope import (
     CONTENT_TYPE,
     REQUIRED_HEADERS,
@@ -17,7 +18,7 @@ from glv_schemas.envelope import (
     new_cloud_event,
     read_headers,
 )
-from glv_schemas.events import ALL_EVENTS, TicketFiled
+from glv_schemas.events import ALL_EVENTS, EventModel, TicketFiled
 from glv_schemas.topics import (
     ALL_TOPICS,
     DEAD_LETTER_TOPICS,
@@ -43,8 +44,8 @@ def _event() -> CloudEvent:
 
 def _headers(**overrides: bytes | None) -> list[tuple[str, bytes]]:
     headers = dict(_event().to_headers())
-    for name, value in overrides.items():
-        name = name.replace("__", "-")
+    for raw_name, value in overrides.items():
+        name = raw_name.replace("__", "-")
         if value is None:
             headers.pop(name, None)
         else:
@@ -126,8 +127,8 @@ def test_unknown_type_is_refused() -> None:
 
 
 @pytest.mark.parametrize("model", ALL_EVENTS, ids=[m.event_type() for m in ALL_EVENTS])
-def test_every_event_type_is_dispatchable(model: type) -> None:
-    assert model_for(model.event_type()) is model  # type: ignore[attr-defined]
+def test_every_event_type_is_dispatchable(model: EventModel) -> None:
+    assert model_for(model.event_type()) is model
 
 
 # ------------------------------------------------------------------ registry

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from glv_schemas.events import ALL_EVENTS
 from glv_schemas.generate import (
     ASYNCAPI_FILE,
@@ -112,8 +113,8 @@ def test_asyncapi_references_all_resolve() -> None:
     for ref in _refs(document):
         assert ref.startswith("#/"), f"external reference {ref}"
         node: Any = document
-        for part in ref[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
+        for raw_part in ref[2:].split("/"):
+            part = raw_part.replace("~1", "/").replace("~0", "~")
             assert isinstance(node, dict) and part in node, f"unresolved {ref}"
             node = node[part]
 
@@ -139,7 +140,14 @@ def test_asyncapi_messages_carry_cloudevents_headers_and_the_key() -> None:
     components = document["components"]
     assert set(components["schemas"]["CloudEventHeaders"]["properties"]) == set(CLOUDEVENT_HEADERS)
     assert set(CLOUDEVENT_HEADERS) == {
-        "ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_subject", "content-type", "traceparent",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_specversion",
+        "ce_time",
+        "ce_subject",
+        "content-type",
+        "traceparent",
     }
     ticket_filed = components["messages"]["glv.TicketFiled.v1"]
     assert ticket_filed["bindings"]["kafka"]["key"]["format"] == "uuid"
@@ -150,12 +158,23 @@ def test_asyncapi_messages_carry_cloudevents_headers_and_the_key() -> None:
 def test_asyncapi_dead_letter_topics_carry_their_headers() -> None:
     document = _asyncapi()
     headers = document["components"]["schemas"]["DeadLetterHeaders"]
-    assert set(headers["required"]) == set(DEAD_LETTER_HEADERS) == {
-        "x-dlq-original-topic", "x-dlq-original-partition", "x-dlq-original-offset", "x-dlq-error",
-        "x-dlq-error-code", "x-dlq-service", "x-dlq-failed-at", "x-dlq-attempts",
-    }
+    assert (
+        set(headers["required"])
+        == set(DEAD_LETTER_HEADERS)
+        == {
+            "x-dlq-original-topic",
+            "x-dlq-original-partition",
+            "x-dlq-original-offset",
+            "x-dlq-error",
+            "x-dlq-error-code",
+            "x-dlq-service",
+            "x-dlq-failed-at",
+            "x-dlq-attempts",
+        }
+    )
+    dead_letter = {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}}
     for topic in DEAD_LETTER_TOPICS:
-        assert document["channels"][topic.name]["messages"] == {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}}
+        assert document["channels"][topic.name]["messages"] == dead_letter
 
 
 # ---------------------------------------------------------------- docs/events.md
@@ -174,12 +193,11 @@ def test_events_doc_names_every_topic_event_type_and_header() -> None:
 def test_events_doc_lists_every_field_of_every_event() -> None:
     doc = EVENTS_DOC.read_text(encoding="utf-8")
     sections = {
-        block.split("\n", 1)[0].split(" ")[0]: block
-        for block in doc.split("\n### ")[1:] + doc.split("\n#### ")[1:]
+        block.split("\n", 1)[0].split(" ")[0]: block for block in doc.split("\n### ")[1:] + doc.split("\n#### ")[1:]
     }
     for model in ALL_EVENTS:
         schema = model.model_json_schema(mode="validation")
-        tables = [(model.event_name, schema)] + list(schema.get("$defs", {}).items())
+        tables = [(model.event_name, schema), *schema.get("$defs", {}).items()]
         for name, sub in tables:
             section = sections.get(name, "").split("\n### ")[0].split("\n#### ")[0]
             assert section, f"docs/events.md has no section for {name}"

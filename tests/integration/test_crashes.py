@@ -43,8 +43,10 @@ async def process(ticketing_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 def _tickets(count: int, seed: int) -> list:  # type: ignore[type-arg]
     rng = random.Random(seed)
     offices = [("JKT", "lelang"), ("MKS", "piutang-negara"), ("JYP", "informasi-pengaduan")]
-    return [ticket(rng, portal_id="sim-portal", office_code=o, service_code=s) for o, s in
-            (offices[i % 3] for i in range(count))]
+    return [
+        ticket(rng, portal_id="sim-portal", office_code=o, service_code=s)
+        for o, s in (offices[i % 3] for i in range(count))
+    ]
 
 
 async def test_sigkill_after_db_commit_before_offset_commit_decides_once(process: ServiceProcess) -> None:

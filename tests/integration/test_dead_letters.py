@@ -58,10 +58,21 @@ async def test_a_dead_letter_replays_once_its_cause_is_fixed(ticketing: Ticketin
     filed = ticket(rng, portal_id="sim-portal", office_code="DPS", service_code="lelang", now=now)
     starts = now + timedelta(days=2)
     slot = SlotAssigned(
-        ticket_id=filed.ticket_id, slot_id=uuid.uuid4(), office_code="DPS", office_zone="Asia/Makassar",
-        service_code="lelang", officer_id="o-1", starts_at=starts, ends_at=starts + timedelta(minutes=45),
-        meeting=Meeting(provider="jitsi", room_id="r" * 32, join_url="https://meet.example.go.id/x",
-                        valid_from=starts, valid_until=starts + timedelta(hours=1)),
+        ticket_id=filed.ticket_id,
+        slot_id=uuid.uuid4(),
+        office_code="DPS",
+        office_zone="Asia/Makassar",
+        service_code="lelang",
+        officer_id="o-1",
+        starts_at=starts,
+        ends_at=starts + timedelta(minutes=45),
+        meeting=Meeting(
+            provider="jitsi",
+            room_id="r" * 32,
+            join_url="https://meet.example.go.id/x",
+            valid_from=starts,
+            valid_until=starts + timedelta(hours=1),
+        ),
         assigned_at=now,
     )
     bootstrap = ticketing.settings.kafka_bootstrap_servers
@@ -80,7 +91,9 @@ async def test_a_dead_letter_replays_once_its_cause_is_fixed(ticketing: Ticketin
 
     assert ticketing.service.pool is not None
     for _ in range(300):
-        status = await ticketing.service.pool.fetchval("SELECT status FROM ticket WHERE ticket_id = $1", filed.ticket_id)
+        status = await ticketing.service.pool.fetchval(
+            "SELECT status FROM ticket WHERE ticket_id = $1", filed.ticket_id
+        )
         if status == "scheduled":
             break
         await ticketing.probe.poll()  # paces the loop (up to 200 ms)

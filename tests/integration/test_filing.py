@@ -75,15 +75,19 @@ async def test_every_rejection_rule(ticketing: Ticketing) -> None:
     del missing_field["office_code"]
     raw = [
         RawRecord(r.topic, payload["ticket_id"].encode(), json.dumps(payload).encode(), r.headers)
-        for payload, r in ((unknown_field, record_for(base, source="/portal/sim")),
-                           (missing_field, record_for(base, source="/portal/sim")))
+        for payload, r in (
+            (unknown_field, record_for(base, source="/portal/sim")),
+            (missing_field, record_for(base, source="/portal/sim")),
+        )
     ]
     async with PortalClient(ticketing.settings.kafka_bootstrap_servers, ticketing.prefix) as portal:
         await portal.file(list(cases.values()))
         await portal.send(raw)
     expected = len(cases) + 2
     await ticketing.probe.wait_for(lambda _: len(ticketing.probe.of_type("TicketRejected")) == expected)
-    rejected = {str(s.event.ticket_id): [r.code for r in s.event.reasons] for s in ticketing.probe.of_type("TicketRejected")}
+    rejected = {
+        str(s.event.ticket_id): [r.code for r in s.event.reasons] for s in ticketing.probe.of_type("TicketRejected")
+    }
     for code, filed in cases.items():
         assert rejected[str(filed.ticket_id)] == [code], code
     assert rejected["6c1f6a8e-3f6e-4c1a-9a57-0f0f0f0f0f01"] == ["invalid_schema"]
@@ -123,6 +127,8 @@ async def test_duplicates_are_no_ops_and_conflicts_are_rejected(ticketing: Ticke
     [rejection] = ticketing.probe.of_type("TicketRejected")
     assert [r.code for r in rejection.event.reasons] == ["duplicate_conflict"]
     async with httpx.AsyncClient(base_url=ticketing.base_url) as client:
-        answer = (await client.get(f"/v1/tickets/{filed.ticket_id}", headers={"Authorization": "Bearer token-sim"})).json()
+        answer = (
+            await client.get(f"/v1/tickets/{filed.ticket_id}", headers={"Authorization": "Bearer token-sim"})
+        ).json()
     assert answer["status"] == "accepted"  # the first filing stands
     assert [h["entry"] for h in answer["history"]] == ["accepted", "resubmission_refused"]

@@ -10,8 +10,8 @@ import httpx
 
 from glv_devtools.portal import PortalClient, ticket
 from glv_schemas.events import (
-    Artifact,
     ArchivedItem,
+    Artifact,
     CancellationRequested,
     Meeting,
     RecordingArchived,
@@ -40,11 +40,23 @@ async def _accepted(t: Ticketing, portal: PortalClient, rng: random.Random, coun
 def _slot(filed: TicketFiled, t: Ticketing, replaces: uuid.UUID | None = None) -> SlotAssigned:
     starts = t.clock.now + timedelta(days=3)
     return SlotAssigned(
-        ticket_id=filed.ticket_id, slot_id=uuid.uuid4(), office_code="JYP", office_zone="Asia/Jayapura",
-        service_code="piutang-negara", officer_id="officer-17", starts_at=starts, ends_at=starts + timedelta(hours=1),
-        meeting=Meeting(provider="jitsi", room_id="x" * 32, join_url="https://meet.example.go.id/r",
-                        valid_from=starts - timedelta(minutes=15), valid_until=starts + timedelta(hours=2)),
-        replaces_slot_id=replaces, assigned_at=t.clock.now,
+        ticket_id=filed.ticket_id,
+        slot_id=uuid.uuid4(),
+        office_code="JYP",
+        office_zone="Asia/Jayapura",
+        service_code="piutang-negara",
+        officer_id="officer-17",
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=1),
+        meeting=Meeting(
+            provider="jitsi",
+            room_id="x" * 32,
+            join_url="https://meet.example.go.id/r",
+            valid_from=starts - timedelta(minutes=15),
+            valid_until=starts + timedelta(hours=2),
+        ),
+        replaces_slot_id=replaces,
+        assigned_at=t.clock.now,
     )
 
 
@@ -73,18 +85,33 @@ async def test_downstream_events_are_tracked_with_timestamps(ticketing: Ticketin
         moved = _slot(filed, ticketing, replaces=slot.slot_id)
         now = ticketing.clock.now
         held = SessionHeld(
-            ticket_id=filed.ticket_id, session_id=uuid.uuid4(), slot_id=moved.slot_id, office_code="JYP",
-            started_at=moved.starts_at, ended_at=moved.ends_at, attendance=[],
-            artifacts=[Artifact(kind="video", url="https://files.example.go.id/v.mp4", content_type="video/mp4",
-                                size_bytes=1000)],
+            ticket_id=filed.ticket_id,
+            session_id=uuid.uuid4(),
+            slot_id=moved.slot_id,
+            office_code="JYP",
+            started_at=moved.starts_at,
+            ended_at=moved.ends_at,
+            attendance=[],
+            artifacts=[
+                Artifact(
+                    kind="video", url="https://files.example.go.id/v.mp4", content_type="video/mp4", size_bytes=1000
+                )
+            ],
         )
         archived = RecordingArchived(
-            ticket_id=filed.ticket_id, session_id=held.session_id, archive_id=uuid.uuid4(),
-            items=[ArchivedItem(kind="video", object_key="k", content_type="video/mp4", size_bytes=1000, sha256="a" * 64)],
-            retention_until=now + timedelta(days=3650), archived_at=now,
+            ticket_id=filed.ticket_id,
+            session_id=held.session_id,
+            archive_id=uuid.uuid4(),
+            items=[
+                ArchivedItem(kind="video", object_key="k", content_type="video/mp4", size_bytes=1000, sha256="a" * 64)
+            ],
+            retention_until=now + timedelta(days=3650),
+            archived_at=now,
         )
         await portal.file([slot, moved, held, archived], source="/glv/scheduler")
-    answer = await _wait_status(ticketing, filed.ticket_id, ["accepted", "scheduled", "rescheduled", "held", "archived"])
+    answer = await _wait_status(
+        ticketing, filed.ticket_id, ["accepted", "scheduled", "rescheduled", "held", "archived"]
+    )
     assert answer["status"] == "archived"
     assert all(h["at"] for h in answer["history"])
     assert answer["history"][1]["detail"]["office_zone"] == "Asia/Jayapura"
@@ -96,26 +123,35 @@ async def test_cancellation_and_reschedule_are_decided(ticketing: Ticketing) -> 
     async with PortalClient(ticketing.settings.kafka_bootstrap_servers, ticketing.prefix) as portal:
         first, second = await _accepted(ticketing, portal, rng, 2)
         good_windows = [TimeWindow(start=now + timedelta(days=5), end=now + timedelta(days=5, hours=3))]
-        await portal.file([
-            RescheduleRequested(ticket_id=first.ticket_id, portal_id="sim-portal", preferred_windows=good_windows,
-                                requested_at=now),
-            CancellationRequested(ticket_id=first.ticket_id, portal_id="sim-portal", requested_at=now),
-            CancellationRequested(ticket_id=first.ticket_id, portal_id="sim-portal", requested_at=now),  # again
-            CancellationRequested(ticket_id=second.ticket_id, portal_id="other-portal", requested_at=now),
-            RescheduleRequested(ticket_id=first.ticket_id, portal_id="sim-portal", preferred_windows=good_windows,
-                                requested_at=now),  # after cancellation
-        ])
+        await portal.file(
+            [
+                RescheduleRequested(
+                    ticket_id=first.ticket_id, portal_id="sim-portal", preferred_windows=good_windows, requested_at=now
+                ),
+                CancellationRequested(ticket_id=first.ticket_id, portal_id="sim-portal", requested_at=now),
+                CancellationRequested(ticket_id=first.ticket_id, portal_id="sim-portal", requested_at=now),  # again
+                CancellationRequested(ticket_id=second.ticket_id, portal_id="other-portal", requested_at=now),
+                RescheduleRequested(
+                    ticket_id=first.ticket_id, portal_id="sim-portal", preferred_windows=good_windows, requested_at=now
+                ),  # after cancellation
+            ]
+        )
     await ticketing.probe.wait_for(
-        lambda _: len(ticketing.probe.of_type("CancellationRefused")) == 2
-        and len(ticketing.probe.of_type("RescheduleRefused")) == 1
+        lambda _: (
+            len(ticketing.probe.of_type("CancellationRefused")) == 2
+            and len(ticketing.probe.of_type("RescheduleRefused")) == 1
+        )
     )
     assert len(ticketing.probe.of_type("RescheduleApproved")) == 1
     [cancelled] = ticketing.probe.of_type("TicketCancelled")
     assert cancelled.event.ticket_id == first.ticket_id
-    refusals = {(str(s.event.ticket_id), s.event.reasons[0].code) for s in ticketing.probe.of_type("CancellationRefused")}
+    refusals = {
+        (str(s.event.ticket_id), s.event.reasons[0].code) for s in ticketing.probe.of_type("CancellationRefused")
+    }
     assert refusals == {(str(first.ticket_id), "already_final"), (str(second.ticket_id), "unknown_ticket")}
     answer = await _wait_status(
-        ticketing, first.ticket_id,
+        ticketing,
+        first.ticket_id,
         ["accepted", "reschedule_approved", "cancelled", "cancellation_refused", "reschedule_refused"],
     )
     assert answer["status"] == "cancelled"
@@ -136,7 +172,9 @@ async def test_status_api_authenticates_each_portal(ticketing: Ticketing) -> Non
         assert (await client.get(url, headers=SIM)).status_code == 200
         by_code = await client.get(f"/v1/tickets/by-code/{code}", headers=SIM)
         assert by_code.status_code == 200 and by_code.json()["ticket_id"] == str(filed.ticket_id)
-        assert (await client.get(f"/v1/tickets/by-code/{code}", headers={"Authorization": "Bearer token-other"})).status_code == 404
+        assert (
+            await client.get(f"/v1/tickets/by-code/{code}", headers={"Authorization": "Bearer token-other"})
+        ).status_code == 404
         assert (await client.get(f"/v1/tickets/{uuid.uuid4()}", headers=SIM)).status_code == 404
         assert (await client.get("/v1/tickets/not-a-uuid", headers=SIM)).status_code == 400
         assert (await client.get("/healthz")).status_code == 200

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import structlog
 
 from glv_runtime.logs import REDACTED, configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog():  # type: ignore[no-untyped-def]
+    yield
+    structlog.reset_defaults()  # the configured logger holds the captured stdout
 
 
 def test_personal_data_is_redacted(capsys) -> None:  # type: ignore[no-untyped-def]
@@ -22,8 +29,14 @@ def test_personal_data_is_redacted(capsys) -> None:  # type: ignore[no-untyped-d
     )
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     text = json.dumps(line)
-    for secret in ("siti.rahayu@", "Siti Rahayu", "6281234567890", "081234567890", "andi@example.com",
-                   "7371234567890123"):
+    for secret in (
+        "siti.rahayu@",
+        "Siti Rahayu",
+        "6281234567890",
+        "081234567890",
+        "andi@example.com",
+        "7371234567890123",
+    ):
         assert secret not in text
     assert line["email"] == REDACTED
     assert line["ticket_id"] == "3f1c"

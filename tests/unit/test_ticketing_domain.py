@@ -129,7 +129,9 @@ def test_reschedule_checks_the_new_windows() -> None:
     ticket_id = uuid.uuid4()
     live = Ticket(str(ticket_id), "sim-portal", "h", Status.SCHEDULED, "PLP", "lelang", "PLP-261129-0001")
     good = RescheduleRequested(
-        ticket_id=ticket_id, portal_id="sim-portal", requested_at=NOW,
+        ticket_id=ticket_id,
+        portal_id="sim-portal",
+        requested_at=NOW,
         preferred_windows=[window(timedelta(days=3), timedelta(hours=2))],
     )
     assert decide_reschedule(good, live, PALOPO, NOW) == Approve()

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from glv_schemas import new_cloud_event, topic_of
-from glv_schemas.events import Event, Stakeholder, TicketFiled, TimeWindow
+from glv_schemas.base import Event, TimeWindow
+from glv_schemas.events import Stakeholder, TicketFiled
 
 FIRST_NAMES = ("Andi", "Siti", "Made", "Yohanes", "Nurul", "Daeng", "Ketut", "Marthen", "Rina", "Agus")
 LAST_NAMES = ("Pratama", "Rahayu", "Wijaya", "Mandacan", "Sulistyo", "Hasanuddin", "Suwirya", "Wenda")

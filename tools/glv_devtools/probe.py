@@ -43,6 +43,16 @@ class EventProbe:
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
 
+    async def catch_up(self) -> int:
+        """Read everything already on the topics; return how many records that was."""
+        partitions = list(self._consumer.assignment())
+        end = await self._consumer.end_offsets(partitions)
+        while True:
+            positions = [await self._consumer.position(tp) for tp in partitions]
+            if all(pos >= end[tp] for pos, tp in zip(positions, partitions, strict=True)):
+                return len(self.seen)
+            await self.poll()
+
     async def poll(self) -> None:
         batch = await self._consumer.getmany(timeout_ms=200)
         for records in batch.values():

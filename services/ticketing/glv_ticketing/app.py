@@ -37,4 +37,3 @@ def build_service(settings: TicketingSettings | None = None) -> RunningService:
 
 def main() -> None:
     asyncio.run(run_until_signalled(build_spec()))
-

@@ -9,12 +9,12 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from glv_schemas.base import TimeWindow
 from glv_schemas.events import (
     CancellationRequested,
     Reason,
     RescheduleRequested,
     TicketFiled,
-    TimeWindow,
 )
 
 SUBJECT_MAX = 200

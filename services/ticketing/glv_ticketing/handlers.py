@@ -15,16 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import structlog
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from glv_runtime.consumer import Delivery, Inbound, PermanentFailure, decode
+from glv_runtime.db import DbConnection
 from glv_runtime.deadletters import DeadLetter, write_dead_letters
 from glv_runtime.logs import get_logger
 from glv_runtime.outbox import OutboxMessage, event_message
 from glv_schemas import events as ev
 from glv_schemas import read_headers
+from glv_schemas.base import Event
 from glv_ticketing import store
 from glv_ticketing.domain import (
     Accept,
@@ -78,9 +79,8 @@ def decode_for_ticketing(delivery: Delivery) -> Inbound:
         problems: list[tuple[str, str]] = []
         try:
             ev.TicketFiled.model_validate(raw)
-        except Exception as exc:
-            errors = getattr(exc, "errors", lambda: [])()
-            problems = [(".".join(map(str, e["loc"])) or "<root>", str(e["type"])) for e in errors[:20]]
+        except ValidationError as exc:
+            problems = [(".".join(map(str, e["loc"])) or "<root>", str(e["type"])) for e in exc.errors()[:20]]
         portal = raw.get("portal_id")
         invalid = InvalidFiling(
             ticket_id=ticket_id,
@@ -92,16 +92,26 @@ def decode_for_ticketing(delivery: Delivery) -> Inbound:
 
 
 @dataclass
+class _PendingAcceptance:
+    """Holds an acceptance's place in the outbox and history until its code is issued,
+    so that a ticket's events stay in the order they were decided."""
+
+    item: Inbound
+    ticket: Ticket
+    decision: Accept
+
+
+@dataclass
 class _BatchState:
     """What one batch has read and changed, so that later events in the batch see it."""
 
     offices: dict[str, Office]
     tickets: dict[str, Ticket]
     changed: dict[str, Ticket] = field(default_factory=dict)
-    history: list[store.HistoryEntry] = field(default_factory=list)
-    outbox: list[OutboxMessage] = field(default_factory=list)
+    history: list[store.HistoryEntry | _PendingAcceptance] = field(default_factory=list)
+    outbox: list[OutboxMessage | _PendingAcceptance] = field(default_factory=list)
     # Acceptances wait for their ticket codes, reserved per office and day in one go.
-    accepted: list[tuple[Inbound, Ticket, Accept]] = field(default_factory=list)
+    accepted: list[_PendingAcceptance] = field(default_factory=list)
 
     def save(self, ticket: Ticket) -> None:
         self.tickets[ticket.ticket_id] = ticket
@@ -112,7 +122,7 @@ class TicketingUseCase:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clock = clock
 
-    async def apply(self, conn: asyncpg.Connection, items: Sequence[Inbound]) -> list[OutboxMessage]:
+    async def apply(self, conn: DbConnection, items: Sequence[Inbound]) -> list[OutboxMessage]:
         now = self._clock()
         ticket_ids = [item.event.ticket_id for item in items if hasattr(item.event, "ticket_id")]
         state = _BatchState(offices=await store.load_offices(conn), tickets=await store.load_tickets(conn, ticket_ids))
@@ -123,12 +133,12 @@ class TicketingUseCase:
                 trace_id=item.cloud_event.trace_id,
             ):
                 await self._apply_one(conn, state, item, now)
-        await self._issue_codes(conn, state, now)
+        history, outbox = await self._issue_codes(conn, state, now)
         await store.save_tickets(conn, list(state.changed.values()), now)
-        await store.add_history(conn, state.history)
-        return state.outbox
+        await store.add_history(conn, history)
+        return outbox
 
-    async def _apply_one(self, conn: asyncpg.Connection, state: _BatchState, item: Inbound, now: datetime) -> None:
+    async def _apply_one(self, conn: DbConnection, state: _BatchState, item: Inbound, now: datetime) -> None:
         event = item.event
         match event:
             case ev.TicketFiled():
@@ -164,7 +174,10 @@ class TicketingUseCase:
                     service_code=filed.service_code,
                 )
                 state.save(ticket)
-                state.accepted.append((item, ticket, decision))
+                pending = _PendingAcceptance(item, ticket, decision)
+                state.accepted.append(pending)
+                state.history.append(pending)
+                state.outbox.append(pending)
             case Reject(reasons=reasons):
                 if existing is None:
                     state.save(
@@ -181,14 +194,16 @@ class TicketingUseCase:
                 else:  # a conflicting resubmission: the first filing stands
                     self._history(state, item, key, "resubmission_refused", existing.status, now, codes=reasons)
                 self._publish(
-                    state, item, ev.TicketRejected(
+                    state,
+                    item,
+                    ev.TicketRejected(
                         ticket_id=filed.ticket_id, portal_id=filed.portal_id, reasons=reasons, rejected_at=now
-                    )
+                    ),
                 )
                 log.info("ticket rejected", reasons=[r.code for r in reasons])
 
     async def _refuse_invalid(
-        self, conn: asyncpg.Connection, state: _BatchState, item: Inbound, invalid: InvalidFiling, now: datetime
+        self, conn: DbConnection, state: _BatchState, item: Inbound, invalid: InvalidFiling, now: datetime
     ) -> None:
         key = str(invalid.ticket_id)
         existing = state.tickets.get(key)
@@ -197,47 +212,81 @@ class TicketingUseCase:
         reasons = [reason("invalid_schema", where) for where, _ in invalid.problems] or [reason("invalid_schema")]
         if existing is None:
             state.save(
-                Ticket(ticket_id=key, portal_id=invalid.portal_id or "unknown", content_hash=invalid.fingerprint,
-                       status=Status.REJECTED, office_code="", service_code="")
+                Ticket(
+                    ticket_id=key,
+                    portal_id=invalid.portal_id or "unknown",
+                    content_hash=invalid.fingerprint,
+                    status=Status.REJECTED,
+                    office_code="",
+                    service_code="",
+                )
             )
             self._history(state, item, key, "rejected", Status.REJECTED, now, codes=reasons)
         else:
             reasons = [reason("duplicate_conflict", "ticket_id"), *reasons]
             self._history(state, item, key, "resubmission_refused", existing.status, now, codes=reasons)
         self._publish(
-            state, item,
-            ev.TicketRejected(ticket_id=invalid.ticket_id, portal_id=invalid.portal_id or "unknown",
-                              reasons=reasons, rejected_at=now),
+            state,
+            item,
+            ev.TicketRejected(
+                ticket_id=invalid.ticket_id, portal_id=invalid.portal_id or "unknown", reasons=reasons, rejected_at=now
+            ),
         )
         # The malformed record is also kept on the dead-letter topic for ops.
         detail = "; ".join(f"{where}: {kind}" for where, kind in invalid.problems)
         await write_dead_letters(
-            conn, [DeadLetter.of(item.delivery, "ticketing", "invalid_event", detail, attempts=1,
-                                 event_id=item.cloud_event.id)]
+            conn,
+            [
+                DeadLetter.of(
+                    item.delivery, "ticketing", "invalid_event", detail, attempts=1, event_id=item.cloud_event.id
+                )
+            ],
         )
 
-    async def _issue_codes(self, conn: asyncpg.Connection, state: _BatchState, now: datetime) -> None:
-        by_day: dict[tuple[str, Any], list[tuple[Inbound, Ticket, Accept]]] = defaultdict(list)
-        for accepted in state.accepted:
-            by_day[(accepted[2].office.code, accepted[2].local_day)].append(accepted)
+    async def _issue_codes(
+        self, conn: DbConnection, state: _BatchState, now: datetime
+    ) -> tuple[list[store.HistoryEntry], list[OutboxMessage]]:
+        """Reserve codes per office and local day in one statement each, then put every
+        acceptance's history entry and event in the place it was decided."""
+        by_day: dict[tuple[str, Any], list[_PendingAcceptance]] = defaultdict(list)
+        for pending in state.accepted:
+            by_day[(pending.decision.office.code, pending.decision.local_day)].append(pending)
+        entries: dict[int, store.HistoryEntry] = {}
+        messages: dict[int, OutboxMessage] = {}
         for (office_code, local_day), group in by_day.items():
             first = await store.reserve_code_numbers(conn, office_code, local_day, len(group))
-            for number, (item, ticket, _) in enumerate(group, start=first):
-                ticket.ticket_code = format_ticket_code(office_code, local_day, number)
-                filed = item.event
+            for number, pending in enumerate(group, start=first):
+                ticket, item, filed = pending.ticket, pending.item, pending.item.event
                 assert isinstance(filed, ev.TicketFiled)
-                self._history(state, item, ticket.ticket_id, "accepted", Status.ACCEPTED, now,
-                              ticket_code=ticket.ticket_code)
-                self._publish(
-                    state, item,
-                    ev.TicketAccepted(
-                        ticket_id=filed.ticket_id, ticket_code=ticket.ticket_code, portal_id=filed.portal_id,
-                        office_code=filed.office_code, service_code=filed.service_code, kind=filed.kind,
-                        stakeholder_ref=filed.stakeholder.stakeholder_ref, locale=filed.stakeholder.locale,
-                        preferred_windows=filed.preferred_windows, filed_at=filed.filed_at, accepted_at=now,
-                    ),
+                ticket.ticket_code = format_ticket_code(office_code, local_day, number)
+                entries[id(pending)] = store.HistoryEntry(
+                    ticket.ticket_id,
+                    "accepted",
+                    Status.ACCEPTED,
+                    item.cloud_event.id,
+                    now,
+                    {"ticket_code": ticket.ticket_code},
+                )
+                accepted = ev.TicketAccepted(
+                    ticket_id=filed.ticket_id,
+                    ticket_code=ticket.ticket_code,
+                    portal_id=filed.portal_id,
+                    office_code=filed.office_code,
+                    service_code=filed.service_code,
+                    kind=filed.kind,
+                    stakeholder_ref=filed.stakeholder.stakeholder_ref,
+                    locale=filed.stakeholder.locale,
+                    preferred_windows=filed.preferred_windows,
+                    filed_at=filed.filed_at,
+                    accepted_at=now,
+                )
+                messages[id(pending)] = event_message(
+                    accepted, source=SOURCE, key=str(filed.ticket_id), traceparent=item.cloud_event.traceparent
                 )
         state.accepted.clear()
+        history = [entries[id(h)] if isinstance(h, _PendingAcceptance) else h for h in state.history]
+        outbox = [messages[id(m)] if isinstance(m, _PendingAcceptance) else m for m in state.outbox]
+        return history, outbox
 
     # ------------------------------------------------- cancellation, reschedule
 
@@ -249,17 +298,28 @@ class TicketingUseCase:
             ticket.status = Status.CANCELLED
             state.save(ticket)
             self._history(state, item, key, "cancelled", Status.CANCELLED, now)
-            self._publish(state, item, ev.TicketCancelled(
-                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, portal_id=request.portal_id,
-                office_code=ticket.office_code, cancelled_at=now,
-            ))
+            self._publish(
+                state,
+                item,
+                ev.TicketCancelled(
+                    ticket_id=request.ticket_id,
+                    ticket_code=ticket.ticket_code,
+                    portal_id=request.portal_id,
+                    office_code=ticket.office_code,
+                    cancelled_at=now,
+                ),
+            )
             return
         reasons = decision.reasons if not isinstance(decision, Approve) else [reason("already_final")]
         if ticket is not None and ticket.portal_id == request.portal_id:
             self._history(state, item, key, "cancellation_refused", ticket.status, now, codes=reasons)
-        self._publish(state, item, ev.CancellationRefused(
-            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
-        ))
+        self._publish(
+            state,
+            item,
+            ev.CancellationRefused(
+                ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+            ),
+        )
 
     def _reschedule(self, state: _BatchState, item: Inbound, request: ev.RescheduleRequested, now: datetime) -> None:
         key = str(request.ticket_id)
@@ -268,17 +328,29 @@ class TicketingUseCase:
         decision = decide_reschedule(request, ticket, office, now)
         if isinstance(decision, Approve) and ticket is not None and ticket.ticket_code is not None:
             self._history(state, item, key, "reschedule_approved", ticket.status, now)
-            self._publish(state, item, ev.RescheduleApproved(
-                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, office_code=ticket.office_code,
-                service_code=ticket.service_code, preferred_windows=request.preferred_windows, approved_at=now,
-            ))
+            self._publish(
+                state,
+                item,
+                ev.RescheduleApproved(
+                    ticket_id=request.ticket_id,
+                    ticket_code=ticket.ticket_code,
+                    office_code=ticket.office_code,
+                    service_code=ticket.service_code,
+                    preferred_windows=request.preferred_windows,
+                    approved_at=now,
+                ),
+            )
             return
         reasons = decision.reasons if not isinstance(decision, Approve) else [reason("already_final")]
         if ticket is not None and ticket.portal_id == request.portal_id:
             self._history(state, item, key, "reschedule_refused", ticket.status, now, codes=reasons)
-        self._publish(state, item, ev.RescheduleRefused(
-            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
-        ))
+        self._publish(
+            state,
+            item,
+            ev.RescheduleRefused(
+                ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+            ),
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -291,22 +363,30 @@ class TicketingUseCase:
             raise PermanentFailure("unknown_ticket", f"{item.cloud_event.type} for a ticket ticketing never accepted")
         ticket.status = next_status(ticket.status, transition)
         state.save(ticket)
-        self._history(state, item, key, transition.entry, ticket.status, item.cloud_event.time, **transition.detail)
+        self._history(
+            state, item, key, transition.entry, ticket.status, item.cloud_event.time, detail=transition.detail
+        )
 
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
     def _history(
-        state: _BatchState, item: Inbound, ticket_id: str, entry: str, status: Status, at: datetime,
-        codes: list[ev.Reason] | None = None, **detail: str,
+        state: _BatchState,
+        item: Inbound,
+        ticket_id: str,
+        entry: str,
+        status: Status,
+        at: datetime,
+        codes: list[ev.Reason] | None = None,
+        detail: dict[str, str] | None = None,
     ) -> None:
-        data: dict[str, Any] = dict(detail)
+        data: dict[str, Any] = dict(detail or {})
         if codes:
             data["reasons"] = [r.code for r in codes]
         state.history.append(store.HistoryEntry(ticket_id, entry, status, item.cloud_event.id, at, data))
 
     @staticmethod
-    def _publish(state: _BatchState, item: Inbound, event: ev.Event) -> None:
+    def _publish(state: _BatchState, item: Inbound, event: Event) -> None:
         state.outbox.append(
             event_message(event, source=SOURCE, key=str(event.ticket_id), traceparent=item.cloud_event.traceparent)
         )
@@ -324,8 +404,11 @@ def lifecycle_transition(event: BaseModel) -> Transition:
         case ev.SlotReleased():
             return Transition("slot_released", None, {"reason": event.reason})
         case ev.SchedulingFailed():
-            return Transition("waitlisted" if event.waitlisted else "scheduling_failed",
-                              Status.WAITLISTED if event.waitlisted else None, {"reason": event.reason})
+            return Transition(
+                "waitlisted" if event.waitlisted else "scheduling_failed",
+                Status.WAITLISTED if event.waitlisted else None,
+                {"reason": event.reason},
+            )
         case ev.SessionHeld():
             return Transition("held", Status.HELD)
         case ev.SessionMissed():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from glv_runtime.settings import ServiceSettings
@@ -15,4 +15,4 @@ class TicketingSettings(ServiceSettings):
     database_url: SecretStr = SecretStr("postgresql://glv_ticketing:glv_ticketing@127.0.0.1:55432/glv_ticketing")
     http_port: int = 8081
     # portal id -> bearer token, e.g. GLV_TICKETING_PORTAL_TOKENS='{"sim-portal": "..."}'.
-    portal_tokens: dict[str, SecretStr] = {}
+    portal_tokens: dict[str, SecretStr] = Field(default_factory=dict)

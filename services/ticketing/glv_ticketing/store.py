@@ -11,6 +11,7 @@ from uuid import UUID
 
 import asyncpg
 
+from glv_runtime.db import DbConnection
 from glv_schemas.events import OfficeCatalogUpdated
 from glv_ticketing.domain import Office, ServiceRule, Status, Ticket
 
@@ -43,12 +44,12 @@ def _office(row: asyncpg.Record) -> Office:
     )
 
 
-async def load_offices(conn: asyncpg.Connection) -> dict[str, Office]:
+async def load_offices(conn: DbConnection) -> dict[str, Office]:
     rows = await conn.fetch("SELECT office_code, zone, services, active FROM office")
     return {r["office_code"]: _office(r) for r in rows}
 
 
-async def upsert_office(conn: asyncpg.Connection, entry: OfficeCatalogUpdated) -> Office:
+async def upsert_office(conn: DbConnection, entry: OfficeCatalogUpdated) -> Office:
     services = json.dumps([s.model_dump(mode="json") for s in entry.services])
     row = await conn.fetchrow(
         "INSERT INTO office (office_code, name, city, zone, services, active, updated_at)"
@@ -57,20 +58,22 @@ async def upsert_office(conn: asyncpg.Connection, entry: OfficeCatalogUpdated) -
         "  zone = EXCLUDED.zone, services = EXCLUDED.services, active = true, updated_at = EXCLUDED.updated_at"
         "  WHERE office.updated_at <= EXCLUDED.updated_at"
         " RETURNING office_code, zone, services, active",
-        entry.office_code, entry.name, entry.city, entry.zone, services, entry.updated_at,
+        entry.office_code,
+        entry.name,
+        entry.city,
+        entry.zone,
+        services,
+        entry.updated_at,
     )
     if row is None:  # an older entry than the one we have: keep ours
         row = await conn.fetchrow(
             "SELECT office_code, zone, services, active FROM office WHERE office_code = $1", entry.office_code
         )
+    assert row is not None
     return _office(row)
 
 
-async def deactivate_office(conn: asyncpg.Connection, office_code: str) -> None:
-    await conn.execute("UPDATE office SET active = false WHERE office_code = $1", office_code)
-
-
-async def load_tickets(conn: asyncpg.Connection, ticket_ids: Iterable[UUID]) -> dict[str, Ticket]:
+async def load_tickets(conn: DbConnection, ticket_ids: Iterable[UUID]) -> dict[str, Ticket]:
     rows = await conn.fetch(
         "SELECT ticket_id, portal_id, content_hash, status, office_code, service_code, ticket_code"
         " FROM ticket WHERE ticket_id = ANY($1::uuid[])",
@@ -90,19 +93,21 @@ async def load_tickets(conn: asyncpg.Connection, ticket_ids: Iterable[UUID]) -> 
     }
 
 
-async def reserve_code_numbers(conn: asyncpg.Connection, office_code: str, local_day: date, count: int) -> int:
+async def reserve_code_numbers(conn: DbConnection, office_code: str, local_day: date, count: int) -> int:
     """Reserve `count` consecutive numbers for the office's day; return the first."""
     last: int = await conn.fetchval(
         "INSERT INTO ticket_code_counter (office_code, local_day, last_number) VALUES ($1, $2, $3)"
         " ON CONFLICT (office_code, local_day) DO UPDATE"
         "  SET last_number = ticket_code_counter.last_number + EXCLUDED.last_number"
         " RETURNING last_number",
-        office_code, local_day, count,
+        office_code,
+        local_day,
+        count,
     )
     return last - count + 1
 
 
-async def save_tickets(conn: asyncpg.Connection, tickets: Sequence[Ticket], now: datetime) -> None:
+async def save_tickets(conn: DbConnection, tickets: Sequence[Ticket], now: datetime) -> None:
     if not tickets:
         return
     await conn.execute(
@@ -122,7 +127,7 @@ async def save_tickets(conn: asyncpg.Connection, tickets: Sequence[Ticket], now:
     )
 
 
-async def add_history(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
+async def add_history(conn: DbConnection, entries: Sequence[HistoryEntry]) -> None:
     if not entries:
         return
     await conn.execute(
@@ -140,13 +145,14 @@ async def add_history(conn: asyncpg.Connection, entries: Sequence[HistoryEntry])
 # ------------------------------------------------------------------ status API
 
 
-async def find_ticket(conn: asyncpg.Connection, *, ticket_id: UUID | None = None, code: str | None = None) -> (
-    dict[str, Any] | None
-):
+async def find_ticket(
+    conn: DbConnection, *, ticket_id: UUID | None = None, code: str | None = None
+) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         "SELECT ticket_id, portal_id, ticket_code, office_code, service_code, status, created_at, updated_at"
         " FROM ticket WHERE ticket_id = $1 OR ticket_code = $2",
-        ticket_id, code,
+        ticket_id,
+        code,
     )
     if row is None:
         return None

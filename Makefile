@@ -1,0 +1,40 @@
+# GLV — the two commands of the quick start are `make demo` and `make test`.
+SHELL := /bin/bash
+BIN := .venv/bin
+STACK := deploy/local/stack.sh
+PACKAGES := schemas/pyproject.toml runtime/pyproject.toml services/ticketing/pyproject.toml tools/pyproject.toml
+
+.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas
+
+.venv/.installed: constraints.txt requirements-dev.txt $(PACKAGES) scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+
+setup: .venv/.installed
+
+stack-up:
+	bash $(STACK) start
+
+stack-down:
+	bash $(STACK) stop
+
+## The main job: stack up, ticketing service, a portal simulator filing ~300 tickets, a summary, all stopped.
+demo: setup
+	bash $(STACK) start
+	$(BIN)/python -m glv_devtools.demo; status=$$?; bash $(STACK) stop; exit $$status
+
+## Lint, type-check, contracts up to date, then every test against the real Kafka and PostgreSQL.
+test: setup lint typecheck
+	bash $(STACK) start
+	$(BIN)/python -m glv_schemas.generate --check
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+## Regenerate the JSON Schemas and the AsyncAPI document from the models.
+schemas: setup
+	$(BIN)/python -m glv_schemas.generate
