@@ -126,6 +126,8 @@ async def test_duplicates_are_no_ops_and_conflicts_are_rejected(ticketing: Ticke
     assert len(accepted) == 1
     [rejection] = ticketing.probe.of_type("TicketRejected")
     assert [r.code for r in rejection.event.reasons] == ["duplicate_conflict"]
+    # A ticket's events leave in the order they were decided, even within one batch.
+    assert (accepted[0].partition, accepted[0].offset) < (rejection.partition, rejection.offset)
     async with httpx.AsyncClient(base_url=ticketing.base_url) as client:
         answer = (
             await client.get(f"/v1/tickets/{filed.ticket_id}", headers={"Authorization": "Bearer token-sim"})
