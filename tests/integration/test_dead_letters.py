@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import timedelta
 
-from glv_devtools.portal import PortalClient, RawRecord, record_for, ticket
+from glv_devtools.portal import PortalClient, RawRecord, record_for, slot_for, ticket
 from glv_runtime.deadletters import read_dead_letters, replay
-from glv_schemas.events import Meeting, SlotAssigned
 from tests.integration.conftest import Ticketing
 
 
@@ -57,24 +55,7 @@ async def test_a_dead_letter_replays_once_its_cause_is_fixed(ticketing: Ticketin
     now = ticketing.clock.now
     filed = ticket(rng, portal_id="sim-portal", office_code="DPS", service_code="lelang", now=now)
     starts = now + timedelta(days=2)
-    slot = SlotAssigned(
-        ticket_id=filed.ticket_id,
-        slot_id=uuid.uuid4(),
-        office_code="DPS",
-        office_zone="Asia/Makassar",
-        service_code="lelang",
-        officer_id="o-1",
-        starts_at=starts,
-        ends_at=starts + timedelta(minutes=45),
-        meeting=Meeting(
-            provider="jitsi",
-            room_id="r" * 32,
-            join_url="https://meet.example.go.id/x",
-            valid_from=starts,
-            valid_until=starts + timedelta(hours=1),
-        ),
-        assigned_at=now,
-    )
+    slot = slot_for(filed, "Asia/Makassar", starts)
     bootstrap = ticketing.settings.kafka_bootstrap_servers
     async with PortalClient(bootstrap, ticketing.prefix) as portal:
         await portal.file([slot], source="/glv/scheduler")  # the slot arrives for a ticket not filed yet

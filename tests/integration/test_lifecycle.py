@@ -8,12 +8,11 @@ from datetime import timedelta
 
 import httpx
 
-from glv_devtools.portal import PortalClient, ticket
+from glv_devtools.portal import PortalClient, slot_for, ticket
 from glv_schemas.events import (
     ArchivedItem,
     Artifact,
     CancellationRequested,
-    Meeting,
     RecordingArchived,
     RescheduleRequested,
     SessionHeld,
@@ -38,26 +37,7 @@ async def _accepted(t: Ticketing, portal: PortalClient, rng: random.Random, coun
 
 
 def _slot(filed: TicketFiled, t: Ticketing, replaces: uuid.UUID | None = None) -> SlotAssigned:
-    starts = t.clock.now + timedelta(days=3)
-    return SlotAssigned(
-        ticket_id=filed.ticket_id,
-        slot_id=uuid.uuid4(),
-        office_code="JYP",
-        office_zone="Asia/Jayapura",
-        service_code="piutang-negara",
-        officer_id="officer-17",
-        starts_at=starts,
-        ends_at=starts + timedelta(hours=1),
-        meeting=Meeting(
-            provider="jitsi",
-            room_id="x" * 32,
-            join_url="https://meet.example.go.id/r",
-            valid_from=starts - timedelta(minutes=15),
-            valid_until=starts + timedelta(hours=2),
-        ),
-        replaces_slot_id=replaces,
-        assigned_at=t.clock.now,
-    )
+    return slot_for(filed, "Asia/Jayapura", t.clock.now + timedelta(days=3), replaces)
 
 
 async def _status(t: Ticketing, ticket_id: uuid.UUID) -> dict:  # type: ignore[type-arg]

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from glv_schemas import new_cloud_event, topic_of
 from glv_schemas.base import Event, TimeWindow
-from glv_schemas.events import Stakeholder, TicketFiled
+from glv_schemas.events import Meeting, SlotAssigned, Stakeholder, TicketFiled
 
 FIRST_NAMES = ("Andi", "Siti", "Made", "Yohanes", "Nurul", "Daeng", "Ketut", "Marthen", "Rina", "Agus")
 LAST_NAMES = ("Pratama", "Rahayu", "Wijaya", "Mandacan", "Sulistyo", "Hasanuddin", "Suwirya", "Wenda")
@@ -103,3 +103,27 @@ class PortalClient:
 
     async def file(self, events: Sequence[Event], source: str = "/portal/sim") -> None:
         await self.send([record_for(e, source=source) for e in events])
+
+
+def slot_for(filed: TicketFiled, zone: str, starts: datetime, replaces: uuid.UUID | None = None) -> SlotAssigned:
+    """What a scheduler would publish for this ticket (for tests and simulations)."""
+    ends = starts + timedelta(hours=1)
+    return SlotAssigned(
+        ticket_id=filed.ticket_id,
+        slot_id=uuid.uuid4(),
+        office_code=filed.office_code,
+        office_zone=zone,
+        service_code=filed.service_code,
+        officer_id="officer-17",
+        starts_at=starts,
+        ends_at=ends,
+        meeting=Meeting(
+            provider="jitsi",
+            room_id=uuid.uuid4().hex,
+            join_url="https://meet.example.go.id/room",
+            valid_from=starts - timedelta(minutes=15),
+            valid_until=ends + timedelta(minutes=30),
+        ),
+        replaces_slot_id=replaces,
+        assigned_at=datetime.now(UTC),
+    )

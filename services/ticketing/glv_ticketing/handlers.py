@@ -32,6 +32,7 @@ from glv_ticketing.domain import (
     Approve,
     Duplicate,
     Office,
+    Refuse,
     Reject,
     Status,
     Ticket,
@@ -291,66 +292,54 @@ class TicketingUseCase:
     # ------------------------------------------------- cancellation, reschedule
 
     def _cancel(self, state: _BatchState, item: Inbound, request: ev.CancellationRequested, now: datetime) -> None:
-        key = str(request.ticket_id)
-        ticket = state.tickets.get(key)
+        ticket = state.tickets.get(str(request.ticket_id))
         decision = decide_cancellation(request, ticket)
         if isinstance(decision, Approve) and ticket is not None and ticket.ticket_code is not None:
             ticket.status = Status.CANCELLED
             state.save(ticket)
-            self._history(state, item, key, "cancelled", Status.CANCELLED, now)
-            self._publish(
-                state,
-                item,
-                ev.TicketCancelled(
-                    ticket_id=request.ticket_id,
-                    ticket_code=ticket.ticket_code,
-                    portal_id=request.portal_id,
-                    office_code=ticket.office_code,
-                    cancelled_at=now,
-                ),
-            )
+            self._history(state, item, ticket.ticket_id, "cancelled", Status.CANCELLED, now)
+            self._publish(state, item, ev.TicketCancelled(
+                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, portal_id=request.portal_id,
+                office_code=ticket.office_code, cancelled_at=now,
+            ))  # fmt: skip
             return
-        reasons = decision.reasons if not isinstance(decision, Approve) else [reason("already_final")]
-        if ticket is not None and ticket.portal_id == request.portal_id:
-            self._history(state, item, key, "cancellation_refused", ticket.status, now, codes=reasons)
-        self._publish(
-            state,
-            item,
-            ev.CancellationRefused(
-                ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
-            ),
-        )
+        reasons = self._refusal(state, item, ticket, request.portal_id, decision, "cancellation_refused", now)
+        self._publish(state, item, ev.CancellationRefused(
+            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+        ))  # fmt: skip
 
     def _reschedule(self, state: _BatchState, item: Inbound, request: ev.RescheduleRequested, now: datetime) -> None:
-        key = str(request.ticket_id)
-        ticket = state.tickets.get(key)
+        ticket = state.tickets.get(str(request.ticket_id))
         office = state.offices.get(ticket.office_code) if ticket is not None else None
         decision = decide_reschedule(request, ticket, office, now)
         if isinstance(decision, Approve) and ticket is not None and ticket.ticket_code is not None:
-            self._history(state, item, key, "reschedule_approved", ticket.status, now)
-            self._publish(
-                state,
-                item,
-                ev.RescheduleApproved(
-                    ticket_id=request.ticket_id,
-                    ticket_code=ticket.ticket_code,
-                    office_code=ticket.office_code,
-                    service_code=ticket.service_code,
-                    preferred_windows=request.preferred_windows,
-                    approved_at=now,
-                ),
-            )
+            self._history(state, item, ticket.ticket_id, "reschedule_approved", ticket.status, now)
+            self._publish(state, item, ev.RescheduleApproved(
+                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, office_code=ticket.office_code,
+                service_code=ticket.service_code, preferred_windows=request.preferred_windows, approved_at=now,
+            ))  # fmt: skip
             return
-        reasons = decision.reasons if not isinstance(decision, Approve) else [reason("already_final")]
-        if ticket is not None and ticket.portal_id == request.portal_id:
-            self._history(state, item, key, "reschedule_refused", ticket.status, now, codes=reasons)
-        self._publish(
-            state,
-            item,
-            ev.RescheduleRefused(
-                ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
-            ),
-        )
+        reasons = self._refusal(state, item, ticket, request.portal_id, decision, "reschedule_refused", now)
+        self._publish(state, item, ev.RescheduleRefused(
+            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+        ))  # fmt: skip
+
+    def _refusal(
+        self,
+        state: _BatchState,
+        item: Inbound,
+        ticket: Ticket | None,
+        portal_id: str,
+        decision: Approve | Refuse,
+        entry: str,
+        now: datetime,
+    ) -> list[ev.Reason]:
+        """The reasons a request is refused, noted in the ticket's history when the
+        ticket is the requesting portal's own (others' tickets stay untouched)."""
+        reasons = decision.reasons if isinstance(decision, Refuse) else [reason("already_final")]
+        if ticket is not None and ticket.portal_id == portal_id:
+            self._history(state, item, ticket.ticket_id, entry, ticket.status, now, codes=reasons)
+        return reasons
 
     # ---------------------------------------------------------------- lifecycle
 
