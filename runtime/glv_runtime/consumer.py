@@ -231,7 +231,12 @@ class BatchProcessor:
                 metrics.CONSUMED.labels(topic=item.delivery.topic, type=item.cloud_event.type).inc()
             else:
                 metrics.DUPLICATES.labels(topic=item.delivery.topic).inc()
-                log.info("duplicate ignored", event_id=item.cloud_event.id, ticket_id=item.cloud_event.subject)
+                log.info(
+                    "duplicate ignored",
+                    event_id=item.cloud_event.id,
+                    ticket_id=item.cloud_event.subject,
+                    trace_id=item.cloud_event.trace_id,
+                )
         return fresh
 
     async def _dead_letter(self, conn: DbConnection, letters: Sequence[DeadLetter]) -> None:

@@ -84,7 +84,7 @@ class DeadLetter:
         headers += [(n, v.encode()) for n, v in extra.items()]
         return OutboxMessage(
             topic=dead_letter_topic(self.service).name,
-            key=self.key.decode("utf-8", "replace") if self.key is not None else None,
+            key=self.key,
             headers=headers,
             payload=self.value,
         )
@@ -150,7 +150,7 @@ async def read_dead_letters(
                         {
                             "dlq_partition": r.partition,
                             "dlq_offset": r.offset,
-                            "key": r.key.decode("utf-8", "replace") if r.key else None,
+                            "key": r.key,
                             "headers": list(r.headers),
                             "value": r.value,
                             "original": f"{headers.get(H_TOPIC)}[{headers.get(H_PARTITION)}]@{headers.get(H_OFFSET)}",
@@ -185,7 +185,7 @@ async def replay(bootstrap: str, service: str, offsets: set[int] | None, prefix:
             await producer.send_and_wait(
                 original_topic,
                 value=letter["value"],
-                key=letter["key"].encode() if letter["key"] else None,
+                key=letter["key"],
                 headers=[(n, v) for n, v in letter["headers"] if n not in DLQ_HEADERS],
             )
             count += 1
@@ -201,16 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS or the local stack")
     parser.add_argument("--offset", type=int, action="append", help="replay only these DLQ offsets (repeatable)")
     parser.add_argument("--json", action="store_true", help="list as JSON lines")
+    parser.add_argument("--prefix", default=None, help="topic prefix (default: GLV_TOPIC_PREFIX, or none)")
     args = parser.parse_args(argv)
     from glv_runtime.settings import ServiceSettings
 
     defaults = ServiceSettings()
     bootstrap = args.bootstrap or defaults.kafka_bootstrap_servers
-    prefix = defaults.topic_prefix
+    prefix = args.prefix if args.prefix is not None else defaults.topic_prefix
     if args.command == "list":
         letters = asyncio.run(read_dead_letters(bootstrap, args.service, prefix))
         for letter in letters:
-            row = {k: letter[k] for k in ("dlq_offset", "original", "type", "code", "error", "failed_at", "key")}
+            row = {k: letter[k] for k in ("dlq_offset", "original", "type", "code", "error", "failed_at")}
+            row["key"] = letter["key"].decode("utf-8", "backslashreplace") if letter["key"] else None
             if args.json:
                 print(json.dumps(row))
             else:

@@ -71,7 +71,7 @@ class KafkaSender:
             await self.producer.send(
                 self._prefix + r.topic,
                 value=r.payload,
-                key=r.key.encode() if r.key is not None else None,
+                key=r.key,
                 headers=r.headers,
             )
             for r in records

@@ -11,7 +11,7 @@ DEAD_LETTERED = Counter("glv_messages_dead_lettered_total", "Messages sent to th
 PUBLISHED = Counter("glv_messages_published_total", "Outbox records published", ["topic"])
 BATCH_SECONDS = Histogram(
     "glv_handler_batch_seconds",
-    "Time to apply one batch (decode, database transaction, offset commit)",
+    "Time to apply one batch (decode and database transaction; the offset commit follows)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 BATCH_SIZE = Histogram(

@@ -36,7 +36,7 @@ class OutboxMessage:
     """One Kafka record to publish once the transaction that wrote it commits."""
 
     topic: str
-    key: str | None
+    key: bytes | None
     headers: list[tuple[str, bytes]]
     payload: bytes | None
 
@@ -60,7 +60,7 @@ def event_message(
     )
     return OutboxMessage(
         topic=topic_of(model).name,  # type: ignore[arg-type]
-        key=key,
+        key=key.encode(),
         headers=ce.to_headers(),
         payload=event.model_dump_json().encode(),
     )
@@ -72,7 +72,7 @@ async def write_outbox(conn: DbConnection, messages: Sequence[OutboxMessage]) ->
         return
     await conn.execute(
         "INSERT INTO glv_outbox (topic, msg_key, headers, payload)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[])",
+        " SELECT * FROM unnest($1::text[], $2::bytea[], $3::jsonb[], $4::bytea[])",
         [m.topic for m in messages],
         [m.key for m in messages],
         # base64 keeps header bytes exact, even ones that are not UTF-8 (dead letters).
@@ -96,6 +96,7 @@ class OutboxRelay:
         poll_interval_s: float,
         batch_size: int,
         retention_s: int,
+        inbox_retention_days: int = 30,
     ) -> None:
         self._pool = pool
         self._sender = sender
@@ -103,6 +104,7 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
         self._retention_s = retention_s
+        self._inbox_retention_days = inbox_retention_days
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -200,7 +202,12 @@ class OutboxRelay:
         return len(rows)
 
     async def _purge_sent(self) -> None:
+        # Sent rows (a dead letter's copy of personal data among them) go after the
+        # retention; inbox ids go once no redelivery can be that old.
         async with self._pool.acquire() as conn:
             await conn.execute(
                 "DELETE FROM glv_outbox WHERE sent_at < now() - make_interval(secs => $1)", float(self._retention_s)
+            )
+            await conn.execute(
+                "DELETE FROM glv_inbox WHERE applied_at < now() - make_interval(days => $1)", self._inbox_retention_days
             )

@@ -76,6 +76,7 @@ class RunningService:
             poll_interval_s=s.relay_poll_interval_s,
             batch_size=s.relay_batch_size,
             retention_s=s.outbox_retention_s,
+            inbox_retention_days=s.inbox_retention_days,
         )
         self.relay.start()
 

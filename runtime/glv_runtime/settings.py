@@ -51,6 +51,7 @@ class ServiceSettings(BaseSettings):
     relay_poll_interval_s: float = Field(default=0.5, gt=0)
     relay_batch_size: int = Field(default=1000, gt=0)
     outbox_retention_s: int = Field(default=3600, ge=0)
+    inbox_retention_days: int = Field(default=30, gt=0)
 
     graceful_timeout_s: float = Field(default=20.0, gt=0)
     log_level: str = "INFO"

@@ -162,3 +162,16 @@ async def test_status_api_authenticates_each_portal(ticketing: Ticketing) -> Non
         assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
         metrics = (await client.get("/metrics")).text
         assert "glv_messages_consumed_total" in metrics and "glv_outbox_backlog" in metrics
+
+
+async def test_a_cancellation_filed_right_behind_its_ticket_is_honoured(ticketing: Ticketing) -> None:
+    rng = random.Random(14)
+    filed = ticket(rng, portal_id="sim-portal", office_code="AMB", service_code="lelang", now=ticketing.clock.now)
+    cancel = CancellationRequested(ticket_id=filed.ticket_id, portal_id="sim-portal", requested_at=ticketing.clock.now)
+    async with PortalClient(ticketing.settings.kafka_bootstrap_servers, ticketing.prefix) as portal:
+        await portal.file([filed, cancel])  # most likely one batch: the code is issued before the cancellation
+    await ticketing.probe.wait_for(lambda _: len(ticketing.probe.of_type("TicketCancelled")) == 1)
+    [accepted] = ticketing.probe.of_type("TicketAccepted")
+    [cancelled] = ticketing.probe.of_type("TicketCancelled")
+    assert cancelled.event.ticket_code == accepted.event.ticket_code
+    assert accepted.offset < cancelled.offset

@@ -55,3 +55,25 @@ async def test_relay_and_consumer_catch_up_after_postgres_crash(local_stack: Non
     codes = {s.event.ticket_id: s.event.ticket_code for s in accepted}
     assert len(set(codes.values())) == len(ids)
     print(f"records: {len(accepted)}, decisions: {len(decisions)}, republished: {len(accepted) - len(decisions)}")
+
+
+async def test_everything_is_decided_once_across_a_broker_restart(local_stack: None, ticketing: Ticketing) -> None:
+    rng = random.Random(42)
+    filed = [ticket(rng, portal_id="sim-portal", office_code="JKT", service_code="lelang") for _ in range(300)]
+    bootstrap = ticketing.settings.kafka_bootstrap_servers
+    async with PortalClient(bootstrap, ticketing.prefix) as portal:
+        await portal.file(filed)
+    await ticketing.probe.wait_for(lambda _: len(ticketing.probe.of_type("TicketAccepted")) >= 1)
+    # Stop the broker while batches are being applied and their outbox rows relayed.
+    try:
+        stack("kafka-stop")
+    finally:
+        stack("kafka-start")
+    ids = {f.ticket_id for f in filed}
+    await ticketing.probe.wait_for(
+        lambda _: ids <= {s.event.ticket_id for s in ticketing.probe.of_type("TicketAccepted")}, 180
+    )
+    decisions: dict[object, set[str]] = {}
+    for seen in ticketing.probe.of_type("TicketAccepted"):
+        decisions.setdefault(seen.event.ticket_id, set()).add(seen.headers["ce_id"])
+    assert all(len(event_ids) == 1 for event_ids in decisions.values())

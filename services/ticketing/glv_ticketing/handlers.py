@@ -134,10 +134,10 @@ class TicketingUseCase:
                 trace_id=item.cloud_event.trace_id,
             ):
                 await self._apply_one(conn, state, item, now)
-        history, outbox = await self._issue_codes(conn, state, now)
+        await self._issue_codes(conn, state, now)
         await store.save_tickets(conn, list(state.changed.values()), now)
-        await store.add_history(conn, history)
-        return outbox
+        await store.add_history(conn, [h for h in state.history if isinstance(h, store.HistoryEntry)])
+        return [m for m in state.outbox if isinstance(m, OutboxMessage)]
 
     async def _apply_one(self, conn: DbConnection, state: _BatchState, item: Inbound, now: datetime) -> None:
         event = item.event
@@ -147,8 +147,10 @@ class TicketingUseCase:
             case InvalidFiling():
                 await self._refuse_invalid(conn, state, item, event, now)
             case ev.CancellationRequested():
+                await self._issue_codes(conn, state, now)  # a ticket accepted earlier in this batch needs its code
                 self._cancel(state, item, event, now)
             case ev.RescheduleRequested():
+                await self._issue_codes(conn, state, now)
                 self._reschedule(state, item, event, now)
             case ev.OfficeCatalogUpdated():
                 state.offices[event.office_code] = await store.upsert_office(conn, event)
@@ -244,11 +246,11 @@ class TicketingUseCase:
             ],
         )
 
-    async def _issue_codes(
-        self, conn: DbConnection, state: _BatchState, now: datetime
-    ) -> tuple[list[store.HistoryEntry], list[OutboxMessage]]:
+    async def _issue_codes(self, conn: DbConnection, state: _BatchState, now: datetime) -> None:
         """Reserve codes per office and local day in one statement each, then put every
-        acceptance's history entry and event in the place it was decided."""
+        pending acceptance's history entry and event in the place it was decided."""
+        if not state.accepted:
+            return
         by_day: dict[tuple[str, Any], list[_PendingAcceptance]] = defaultdict(list)
         for pending in state.accepted:
             by_day[(pending.decision.office.code, pending.decision.local_day)].append(pending)
@@ -261,33 +263,21 @@ class TicketingUseCase:
                 assert isinstance(filed, ev.TicketFiled)
                 ticket.ticket_code = format_ticket_code(office_code, local_day, number)
                 entries[id(pending)] = store.HistoryEntry(
-                    ticket.ticket_id,
-                    "accepted",
-                    Status.ACCEPTED,
-                    item.cloud_event.id,
-                    now,
+                    ticket.ticket_id, "accepted", Status.ACCEPTED, item.cloud_event.id, now,
                     {"ticket_code": ticket.ticket_code},
-                )
+                )  # fmt: skip
                 accepted = ev.TicketAccepted(
-                    ticket_id=filed.ticket_id,
-                    ticket_code=ticket.ticket_code,
-                    portal_id=filed.portal_id,
-                    office_code=filed.office_code,
-                    service_code=filed.service_code,
-                    kind=filed.kind,
-                    stakeholder_ref=filed.stakeholder.stakeholder_ref,
-                    locale=filed.stakeholder.locale,
-                    preferred_windows=filed.preferred_windows,
-                    filed_at=filed.filed_at,
-                    accepted_at=now,
-                )
+                    ticket_id=filed.ticket_id, ticket_code=ticket.ticket_code, portal_id=filed.portal_id,
+                    office_code=filed.office_code, service_code=filed.service_code, kind=filed.kind,
+                    stakeholder_ref=filed.stakeholder.stakeholder_ref, locale=filed.stakeholder.locale,
+                    preferred_windows=filed.preferred_windows, filed_at=filed.filed_at, accepted_at=now,
+                )  # fmt: skip
                 messages[id(pending)] = event_message(
                     accepted, source=SOURCE, key=str(filed.ticket_id), traceparent=item.cloud_event.traceparent
                 )
         state.accepted.clear()
-        history = [entries[id(h)] if isinstance(h, _PendingAcceptance) else h for h in state.history]
-        outbox = [messages[id(m)] if isinstance(m, _PendingAcceptance) else m for m in state.outbox]
-        return history, outbox
+        state.history[:] = [entries.get(id(h), h) if isinstance(h, _PendingAcceptance) else h for h in state.history]
+        state.outbox[:] = [messages.get(id(m), m) if isinstance(m, _PendingAcceptance) else m for m in state.outbox]
 
     # ------------------------------------------------- cancellation, reschedule
 
