@@ -33,29 +33,62 @@ def topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
-@pytest.fixture
-async def database_url(infra: Infra) -> AsyncIterator[str]:
+async def create_database(infra: Infra) -> str:
+    """A throwaway database owned by the test role; its URL."""
     name = f"glv_t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    base = infra.admin_dsn.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
+    url = f"{infra.admin_dsn.rsplit('/', 1)[0]}/{name}"
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
     except asyncpg.PostgresError:
-        pass  # only the scheduler needs it; the local stack puts it in template1
+        pass  # where the role may not create it, the local stack has it in template1
     finally:
         await conn.close()
-    yield url
+    return url
+
+
+async def drop_database(infra: Infra, url: str) -> None:
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    url = await create_database(infra)
+    yield url
+    await drop_database(infra, url)
+
+
+@pytest.fixture
+async def scheduler_database_url(infra: Infra) -> AsyncIterator[str]:
+    url = await create_database(infra)
+    yield url
+    await drop_database(infra, url)
+
+
+@pytest.fixture
+def scheduler_env(infra: Infra, scheduler_database_url: str, topic_prefix: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
+        "GLV_SCHEDULER_DATABASE_URL": scheduler_database_url,
+        "GLV_SCHEDULER_TOPIC_PREFIX": topic_prefix,
+        "GLV_SCHEDULER_CONSUMER_GROUP": f"{topic_prefix}scheduler",
+        "GLV_SCHEDULER_HTTP_PORT": str(free_port()),
+        "GLV_SCHEDULER_WEBHOOK_SECRETS": '["test-webhook-secret-1"]',
+        "GLV_SCHEDULER_JITSI_APP_SECRET": "test-jitsi-secret-of-at-least-32-bytes!!",
+        "GLV_SCHEDULER_RETRY_BACKOFF_S": "0.05",
+        "GLV_SCHEDULER_OUTAGE_BACKOFF_S": "0.3",
+        "GLV_SCHEDULER_RELAY_POLL_INTERVAL_S": "0.2",
+        "GLV_SCHEDULER_LOG_LEVEL": "WARNING",
+    }
 
 
 def free_port() -> int:

@@ -34,9 +34,11 @@ from glv_schemas import CloudEvent, EnvelopeError, model_for, read_headers
 
 log = get_logger(__name__)
 
-# Errors that mean "the database is unreachable", not "this message is bad":
-# nothing is acknowledged and the batch is retried once it is back.
+# Errors that say nothing about the message: the database is unreachable, or the
+# transaction lost a deadlock or serialization race against another replica.
+# Nothing is acknowledged and the batch is tried again after a backoff.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.TransactionRollbackError,
     OSError,
     ConnectionError,
     asyncpg.PostgresConnectionError,

@@ -15,18 +15,17 @@ import asyncpg
 import pytest
 from faststream.kafka import TestKafkaBroker
 
+from glv_devtools.catalog import office_entries
 from glv_devtools.portal import record_for, ticket
 from glv_runtime.consumer import BatchProcessor
 from glv_runtime.kafka import build_broker, ensure_topics
 from glv_runtime.migrate import apply_migrations
 from glv_runtime.subscription import subscribe_batches
 from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS
-from glv_ticketing.catalog import read_catalog
 from glv_ticketing.handlers import TicketingUseCase, decode_for_ticketing
 from glv_ticketing.settings import TicketingSettings
 from glv_ticketing.store import upsert_office
 from tests.infra import Infra
-from tests.integration.conftest import CATALOG_FILE
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     db = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     async with db.acquire() as conn:
         await apply_migrations(conn, ["glv_runtime.migrations", "glv_ticketing.migrations"])
-        for office in read_catalog(CATALOG_FILE):
+        for office in office_entries():
             await upsert_office(conn, office)
     yield db
     await db.close()

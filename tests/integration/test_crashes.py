@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from glv_devtools.catalog import office_entries, publish_office_entries
 from glv_devtools.portal import PortalClient, ticket
 from glv_devtools.probe import EventProbe
 from glv_schemas.topics import ALL_TOPICS
-from glv_ticketing.catalog import publish_catalog, read_catalog
 from glv_ticketing.settings import TicketingSettings
-from tests.integration.conftest import CATALOG_FILE
 from tests.integration.processes import ServiceProcess
 
 
@@ -25,8 +24,8 @@ async def process(ticketing_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
     # First life: create the schema and topics and take in the catalog.
     await proc.start()
     settings = TicketingSettings()
-    offices = read_catalog(CATALOG_FILE)
-    await publish_catalog(settings, offices)
+    offices = office_entries()
+    await publish_office_entries(settings, offices)
     import asyncpg
 
     conn = await asyncpg.connect(settings.dsn())

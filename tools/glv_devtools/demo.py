@@ -24,16 +24,15 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from glv_devtools.catalog import office_entries, publish_office_entries
 from glv_devtools.portal import PortalClient, RawRecord, record_for, ticket
 from glv_devtools.probe import EventProbe, Seen
 from glv_schemas.base import TimeWindow
 from glv_schemas.events import CancellationRequested, TicketFiled
 from glv_schemas.topics import PORTAL_TICKETS, TICKETING_EVENTS, dead_letter_topic
-from glv_ticketing.catalog import publish_catalog, read_catalog
 from glv_ticketing.settings import TicketingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOG = ROOT / "deploy" / "catalog" / "offices.yaml"
 TOKEN = "demo-portal-token"
 RESUBMITTED = 20
 CONFLICTING = 5
@@ -155,9 +154,9 @@ async def run_demo() -> int:
         process = subprocess.Popen([sys.executable, "-m", "glv_ticketing", "run"], env=env, stdout=log, stderr=log)
     try:
         await wait_ready(settings.http_port, process)
-        offices = read_catalog(CATALOG)
+        offices = office_entries()
         say(f"loading the office catalog: {len(offices)} offices in 3 time zones")
-        await publish_catalog(settings, offices)
+        await publish_office_entries(settings, offices)
         conn = await asyncpg.connect(settings.dsn())
         try:
             while await conn.fetchval("SELECT count(*) FROM office") < len(offices):

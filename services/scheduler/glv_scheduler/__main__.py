@@ -1,0 +1,124 @@
+"""`glv-scheduler run | load-catalog FILE | session held|no-show | officer-link`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from glv_runtime.kafka import KafkaSender, ensure_topics
+from glv_runtime.migrate import apply_migrations
+from glv_runtime.outbox import OutboxRelay, event_message, write_outbox
+from glv_scheduler import sessions, store
+from glv_scheduler.app import main as run_service
+from glv_scheduler.app import meeting_provider
+from glv_scheduler.catalog import read_catalog
+from glv_scheduler.meetings import Participant
+from glv_scheduler.settings import SchedulerSettings
+from glv_schemas import ALL_TOPICS
+
+MIGRATIONS = ["glv_runtime.migrations", "glv_scheduler.migrations"]
+
+
+async def _flush_outbox(settings: SchedulerSettings, pool: asyncpg.Pool) -> int:
+    """Publish what the command wrote, now (a running scheduler's relay would too)."""
+    await ensure_topics(settings, ALL_TOPICS)
+    sender = KafkaSender(settings)
+    await sender.start()
+    relay = OutboxRelay(
+        pool, sender, dsn=settings.dsn(), poll_interval_s=0.2, batch_size=1000, retention_s=settings.outbox_retention_s
+    )
+    published = 0
+    try:
+        while True:
+            count = await relay.publish_once()
+            published += count
+            if count == 0 and not await pool.fetchval("SELECT count(*) FROM glv_outbox WHERE sent_at IS NULL"):
+                return published
+            if count == 0:
+                await asyncio.sleep(0.2)  # another relay holds the lock; it is publishing them
+    finally:
+        await sender.stop()
+
+
+async def load_catalog(settings: SchedulerSettings, path: Path) -> str:
+    catalog = read_catalog(path)
+    pool = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn, MIGRATIONS)
+            async with conn.transaction():
+                await store.save_catalog(conn, catalog)
+                entries = catalog.office_entries(datetime.now(UTC))
+                await write_outbox(
+                    conn, [event_message(e, source="/glv/scheduler", key=e.office_code) for e in entries]
+                )
+        await _flush_outbox(settings, pool)
+    finally:
+        await pool.close()
+    return (
+        f"catalog loaded: {len(catalog.services)} services, {len(catalog.offices)} offices, "
+        f"{len(catalog.officers)} officers; published to the catalog topic"
+    )
+
+
+async def report_session(settings: SchedulerSettings, slot_id: uuid.UUID, *, held: bool, party: str, notes: str) -> str:
+    pool = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            messages = await sessions.officer_report(
+                conn, slot_id, held=held, missing=party if not held else None,  # type: ignore[arg-type]
+                notes=notes, now=datetime.now(UTC),
+            )  # fmt: skip
+            await write_outbox(conn, messages)
+        await _flush_outbox(settings, pool)
+    finally:
+        await pool.close()
+    return f"{len(messages)} session outcome(s) recorded" if messages else "already recorded: nothing changed"
+
+
+async def officer_link(settings: SchedulerSettings, slot_id: uuid.UUID, officer_id: str) -> str:
+    conn = await asyncpg.connect(settings.dsn())
+    try:
+        slot = await store.get_slot(conn, slot_id)
+    finally:
+        await conn.close()
+    if slot is None or officer_id not in slot.officer_ids:
+        raise SystemExit("no such slot for this officer")
+    return meeting_provider(settings).join_url(slot.plan(), Participant(officer_id, "Petugas", moderator=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="glv-scheduler")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the scheduler service until SIGTERM")
+    load = commands.add_parser("load-catalog", help="store a catalog file and publish it to the catalog topic")
+    load.add_argument("file", type=Path)
+    session = commands.add_parser("session", help="an officer reports how a session went")
+    session.add_argument("outcome", choices=["held", "no-show"])
+    session.add_argument("--slot-id", type=uuid.UUID, required=True)
+    session.add_argument("--party", choices=["stakeholder", "officer", "both"], default="stakeholder")
+    session.add_argument("--notes", default="", help="kept in the scheduler's database, never in events")
+    link = commands.add_parser("officer-link", help="print an officer's (moderator) join link for a slot")
+    link.add_argument("--slot-id", type=uuid.UUID, required=True)
+    link.add_argument("--officer-id", required=True)
+    args = parser.parse_args(argv)
+    settings = SchedulerSettings()
+    if args.command == "run":
+        run_service()
+    elif args.command == "load-catalog":
+        print(asyncio.run(load_catalog(settings, args.file)))
+    elif args.command == "session":
+        held = args.outcome == "held"
+        print(asyncio.run(report_session(settings, args.slot_id, held=held, party=args.party, notes=args.notes)))
+    else:
+        print(asyncio.run(officer_link(settings, args.slot_id, args.officer_id)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""HTTP routes of the scheduler: the meeting platform's signed webhook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+from pydantic import SecretStr, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from glv_runtime.logs import get_logger
+from glv_runtime.outbox import write_outbox
+from glv_scheduler import sessions
+from glv_scheduler.webhooks import WebhookRejected, parse_meeting_ended, verify
+
+log = get_logger(__name__)
+
+
+def webhook_routes(
+    pool: asyncpg.Pool,
+    secrets: Sequence[SecretStr],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Sequence[BaseRoute]:
+    keys = [s.get_secret_value().encode() for s in secrets]
+
+    async def meeting_ended(request: Request) -> Response:
+        body = await request.body()
+        now = clock()
+        if not keys:
+            return JSONResponse({"error": "webhook secrets are not configured"}, status_code=503)
+        try:
+            verify(keys, request.headers, body, now)
+        except WebhookRejected as rejected:
+            log.warning("webhook refused", reason=rejected.reason)
+            return JSONResponse({"error": rejected.reason}, status_code=401)
+        try:
+            report = parse_meeting_ended(body)
+        except (ValidationError, ValueError) as exc:
+            return JSONResponse({"error": "invalid payload", "detail": str(exc)[:500]}, status_code=400)
+        async with pool.acquire() as conn, conn.transaction():
+            try:
+                messages = await sessions.meeting_ended(conn, report, now)
+            except sessions.UnknownSlot:
+                return JSONResponse({"error": "unknown room"}, status_code=404)
+            if messages is None:
+                return JSONResponse({"status": "duplicate"})
+            await write_outbox(conn, messages)
+        return JSONResponse({"status": "recorded", "events": len(messages)})
+
+    return [Route("/v1/webhooks/meetings", meeting_ended, methods=["POST"])]

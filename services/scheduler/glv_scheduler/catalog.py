@@ -1,0 +1,125 @@
+"""The catalog file: services, office calendars and officers (YAML), as domain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from glv_scheduler.calendar import Office, Officer, ServiceType, parse_week
+from glv_schemas.events import OfficeCatalogUpdated, ServiceOffering
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    service: ServiceType
+    name_id: str
+    name_en: str
+
+
+@dataclass(frozen=True)
+class OfficeInfo:
+    office: Office
+    name: str
+    city: str
+
+
+@dataclass(frozen=True)
+class Catalog:
+    services: dict[str, ServiceInfo]
+    offices: dict[str, OfficeInfo]
+    officers: list[Officer]
+    collective_leave: dict[date, str]
+
+    def office_entries(self, now: datetime) -> list[OfficeCatalogUpdated]:
+        """What ticketing needs of each office, for the compacted catalog topic."""
+        return [
+            OfficeCatalogUpdated(
+                office_code=code,
+                name=info.name,
+                city=info.city,
+                zone=info.office.zone,
+                services=[
+                    ServiceOffering(
+                        service_code=s,
+                        name_id=self.services[s].name_id,
+                        name_en=self.services[s].name_en,
+                        duration_minutes=int(self.services[s].service.duration.total_seconds() // 60),
+                        min_notice_hours=int(self.services[s].service.min_notice.total_seconds() // 3600),
+                        booking_horizon_days=self.services[s].service.horizon.days,
+                    )
+                    for s in sorted(info.office.services)
+                ],
+                updated_at=now,
+            )
+            for code, info in sorted(self.offices.items())
+        ]
+
+
+def _service(code: str, spec: dict[str, Any]) -> ServiceInfo:
+    kind = spec.get("kind", "consultation")
+    if kind not in ("consultation", "internal_meeting", "webinar"):
+        raise ValueError(f"service {code}: unknown kind {kind!r}")
+    return ServiceInfo(
+        service=ServiceType(
+            code=code,
+            kind=kind,
+            duration=timedelta(minutes=int(spec["duration_minutes"])),
+            buffer=timedelta(minutes=int(spec.get("buffer_minutes", 0))),
+            min_notice=timedelta(hours=int(spec.get("min_notice_hours", 24))),
+            horizon=timedelta(days=int(spec.get("booking_horizon_days", 30))),
+            officers_required=int(spec.get("officers_required", 1)),
+            capacity=int(spec.get("capacity", 1)),
+        ),
+        name_id=spec["name_id"],
+        name_en=spec["name_en"],
+    )
+
+
+def parse_catalog(data: dict[str, Any]) -> Catalog:
+    services = {code: _service(code, spec) for code, spec in data["services"].items()}
+    default_hours = parse_week(data["working_hours"])
+    offices: dict[str, OfficeInfo] = {}
+    officers: list[Officer] = []
+    for entry in data["offices"]:
+        code = entry["office_code"]
+        unknown = [s for s in entry["services"] if s not in services]
+        if unknown:
+            raise ValueError(f"office {code}: unknown services {unknown}")
+        office = Office(
+            code=code,
+            zone=entry["zone"],
+            hours=parse_week(entry["working_hours"]) if "working_hours" in entry else default_hours,
+            closures=frozenset(c["date"] for c in entry.get("closures", [])),
+            services=frozenset(entry["services"]),
+        )
+        offices[code] = OfficeInfo(office=office, name=entry["name"], city=entry["city"])
+        for person in entry.get("officers", []):
+            skills = frozenset(person["skills"])
+            if not skills <= office.services:
+                raise ValueError(
+                    f"officer {person['officer_id']}: skills {sorted(skills - office.services)} not offered"
+                )
+            officers.append(
+                Officer(
+                    officer_id=person["officer_id"],
+                    office_code=code,
+                    skills=skills,
+                    roster=parse_week(person["roster"]) if "roster" in person else None,
+                    leave=tuple((leave["from"], leave["to"]) for leave in person.get("leave", [])),
+                    display_name=person.get("display_name", ""),
+                )
+            )
+    return Catalog(
+        services=services,
+        offices=offices,
+        officers=officers,
+        collective_leave={item["date"]: item["name"] for item in data.get("collective_leave", [])},
+    )
+
+
+def read_catalog(path: Path) -> Catalog:
+    return parse_catalog(yaml.safe_load(path.read_text(encoding="utf-8")))

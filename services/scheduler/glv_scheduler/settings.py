@@ -1,0 +1,27 @@
+"""Scheduler settings: environment variables prefixed GLV_SCHEDULER_."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from glv_runtime.settings import ServiceSettings
+
+
+class SchedulerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GLV_SCHEDULER_", extra="ignore")
+
+    service_name: str = "scheduler"
+    database_url: SecretStr = SecretStr("postgresql://glv_scheduler:glv_scheduler@127.0.0.1:55432/glv_scheduler")
+    http_port: int = 8082
+    # Booking clashes between replicas retry inside a batch; smaller batches keep them rare.
+    batch_max_records: int = Field(default=100, gt=0, le=10_000)
+
+    meeting_provider: str = "jitsi"  # jitsi | bigbluebutton
+    jitsi_domain: str = "meet.glv.example.go.id"
+    jitsi_app_id: str = "glv"
+    jitsi_app_secret: SecretStr = SecretStr("change-me-change-me-change-me-change-me")
+    bbb_url: str = "https://bbb.glv.example.go.id/bigbluebutton"
+    bbb_secret: SecretStr = SecretStr("change-me")
+    # Shared secrets of the meeting platform's webhook; several allow rotation.
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)

@@ -1,0 +1,420 @@
+"""asyncpg queries on the scheduler's own database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+from glv_runtime.db import DbConnection
+from glv_scheduler.assignment import OpenWebinar
+from glv_scheduler.calendar import WEEKDAYS, Closures, Interval, Office, Officer, ServiceType, WeeklyHours
+from glv_scheduler.catalog import Catalog
+from glv_scheduler.meetings import MeetingPlan
+
+# --------------------------------------------------------------------- catalog
+
+
+def _week_json(week: WeeklyHours) -> str:
+    return json.dumps(
+        {WEEKDAYS[d]: [[s.isoformat("minutes"), e.isoformat("minutes")] for s, e in p] for d, p in week.items()}
+    )
+
+
+def _week(raw: str | None) -> WeeklyHours | None:
+    if raw is None:
+        return None
+    data: dict[str, list[list[str]]] = json.loads(raw)
+    return {
+        WEEKDAYS.index(day): tuple((time.fromisoformat(s), time.fromisoformat(e)) for s, e in periods)
+        for day, periods in data.items()
+    }
+
+
+async def save_catalog(conn: DbConnection, catalog: Catalog) -> None:
+    """Make the stored catalog the file's: upsert everything, deactivate officers it no longer lists."""
+    await conn.executemany(
+        "INSERT INTO service_type (service_code, name_id, name_en, kind, duration_minutes, buffer_minutes,"
+        " min_notice_hours, horizon_days, officers_required, capacity)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (service_code) DO UPDATE SET name_id = EXCLUDED.name_id, name_en = EXCLUDED.name_en,"
+        "  kind = EXCLUDED.kind, duration_minutes = EXCLUDED.duration_minutes,"
+        "  buffer_minutes = EXCLUDED.buffer_minutes, min_notice_hours = EXCLUDED.min_notice_hours,"
+        "  horizon_days = EXCLUDED.horizon_days, officers_required = EXCLUDED.officers_required,"
+        "  capacity = EXCLUDED.capacity",
+        [
+            (
+                code, info.name_id, info.name_en, info.service.kind,
+                int(info.service.duration.total_seconds() // 60), int(info.service.buffer.total_seconds() // 60),
+                int(info.service.min_notice.total_seconds() // 3600), info.service.horizon.days,
+                info.service.officers_required, info.service.capacity,
+            )
+            for code, info in catalog.services.items()
+        ],
+    )  # fmt: skip
+    await conn.executemany(
+        "INSERT INTO office (office_code, name, city, zone, hours, closures, services)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)"
+        " ON CONFLICT (office_code) DO UPDATE SET name = EXCLUDED.name, city = EXCLUDED.city, zone = EXCLUDED.zone,"
+        "  hours = EXCLUDED.hours, closures = EXCLUDED.closures, services = EXCLUDED.services",
+        [
+            (code, info.name, info.city, info.office.zone, _week_json(info.office.hours),
+             sorted(info.office.closures), sorted(info.office.services))
+            for code, info in catalog.offices.items()
+        ],
+    )  # fmt: skip
+    await conn.execute("UPDATE officer SET active = false")
+    await conn.executemany(
+        "INSERT INTO officer (officer_id, office_code, display_name, skills, roster, leave, active)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, true)"
+        " ON CONFLICT (officer_id) DO UPDATE SET office_code = EXCLUDED.office_code,"
+        "  display_name = EXCLUDED.display_name, skills = EXCLUDED.skills, roster = EXCLUDED.roster,"
+        "  leave = EXCLUDED.leave, active = true",
+        [
+            (o.officer_id, o.office_code, o.display_name, sorted(o.skills),
+             _week_json(o.roster) if o.roster is not None else None,
+             json.dumps([[first.isoformat(), last.isoformat()] for first, last in o.leave]))
+            for o in catalog.officers
+        ],
+    )  # fmt: skip
+    await conn.execute("DELETE FROM collective_leave")
+    await conn.executemany(
+        "INSERT INTO collective_leave (day, name) VALUES ($1, $2)", list(catalog.collective_leave.items())
+    )
+
+
+@dataclass(frozen=True)
+class World:
+    """The catalog as the assignment reads it."""
+
+    services: dict[str, ServiceType]
+    offices: dict[str, Office]
+    officers: list[Officer]
+    closures: Closures
+
+
+async def load_world(conn: DbConnection) -> World:
+    services = {
+        r["service_code"]: ServiceType(
+            code=r["service_code"],
+            kind=r["kind"],
+            duration=timedelta(minutes=r["duration_minutes"]),
+            buffer=timedelta(minutes=r["buffer_minutes"]),
+            min_notice=timedelta(hours=r["min_notice_hours"]),
+            horizon=timedelta(days=r["horizon_days"]),
+            officers_required=r["officers_required"],
+            capacity=r["capacity"],
+        )
+        for r in await conn.fetch("SELECT * FROM service_type")
+    }
+    offices = {
+        r["office_code"]: Office(
+            code=r["office_code"],
+            zone=r["zone"],
+            hours=_week(r["hours"]) or {},
+            closures=frozenset(r["closures"]),
+            services=frozenset(r["services"]),
+        )
+        for r in await conn.fetch("SELECT * FROM office")
+    }
+    officers = [
+        Officer(
+            officer_id=r["officer_id"],
+            office_code=r["office_code"],
+            skills=frozenset(r["skills"]),
+            roster=_week(r["roster"]),
+            leave=tuple((date.fromisoformat(a), date.fromisoformat(b)) for a, b in json.loads(r["leave"])),
+            display_name=r["display_name"],
+        )
+        for r in await conn.fetch("SELECT * FROM officer WHERE active ORDER BY officer_id")
+    ]
+    leave = frozenset(r["day"] for r in await conn.fetch("SELECT day FROM collective_leave"))
+    return World(services, offices, officers, Closures(collective_leave=leave))
+
+
+# -------------------------------------------------------------------- bookings
+
+
+@dataclass
+class DbBusy:
+    """A BusyView over the live bookings, read day by day as the search goes."""
+
+    conn: DbConnection
+    horizon: Interval
+    _loaded: dict[str, list[Interval]] = field(default_factory=dict)
+    _ranges: dict[str, list[Interval]] = field(default_factory=dict)
+    _load: dict[str, float] | None = None
+
+    async def prepare(self, officer_ids: Sequence[str], start: datetime, end: datetime) -> None:
+        missing = [o for o in officer_ids if not any(s <= start and end <= e for s, e in self._ranges.get(o, ()))]
+        if not missing:
+            return
+        rows = await self.conn.fetch(
+            "SELECT officer_id, lower(during) AS s, upper(during) AS e FROM booking"
+            " WHERE live AND officer_id = ANY($1::text[]) AND during && tstzrange($2, $3)",
+            missing, start, end,
+        )  # fmt: skip
+        for officer_id in missing:
+            self._ranges.setdefault(officer_id, []).append((start, end))
+            self._loaded.setdefault(officer_id, [])
+        for r in rows:
+            interval = (r["s"], r["e"])
+            if interval not in self._loaded[r["officer_id"]]:
+                self._loaded[r["officer_id"]].append(interval)
+
+    def is_free(self, officer_id: str, start: datetime, end: datetime) -> bool:
+        return all(e <= start or end <= s for s, e in self._loaded.get(officer_id, ()))
+
+    def load(self, officer_id: str) -> float:
+        assert self._load is not None, "call load_minutes first"
+        return self._load.get(officer_id, 0.0)
+
+    async def load_minutes(self, officer_ids: Sequence[str]) -> None:
+        """Booked minutes per officer inside the horizon: what spreading the work compares."""
+        rows = await self.conn.fetch(
+            "SELECT officer_id, sum(extract(epoch FROM upper(during) - lower(during))) / 60 AS minutes"
+            " FROM booking WHERE live AND officer_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
+            " GROUP BY officer_id",
+            list(officer_ids), self.horizon[0], self.horizon[1],
+        )  # fmt: skip
+        self._load = {r["officer_id"]: float(r["minutes"]) for r in rows}
+
+
+async def create_slot(
+    conn: DbConnection,
+    *,
+    slot_id: UUID,
+    office_code: str,
+    service: ServiceType,
+    starts_at: datetime,
+    ends_at: datetime,
+    plan: MeetingPlan,
+    officer_ids: Sequence[str],
+) -> None:
+    """Insert a slot and its officers' bookings; raises ExclusionViolationError on a clash."""
+    meeting = {
+        "provider": plan.provider,
+        "room_id": plan.room_id,
+        "valid_from": plan.valid_from.isoformat(),
+        "valid_until": plan.valid_until.isoformat(),
+        "officer_ids": list(officer_ids),
+    }
+    await conn.execute(
+        "INSERT INTO slot (slot_id, office_code, service_code, kind, starts_at, ends_at, capacity, meeting)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+        slot_id, office_code, service.code, service.kind, starts_at, ends_at, service.capacity, json.dumps(meeting),
+    )  # fmt: skip
+    await conn.executemany(
+        "INSERT INTO booking (slot_id, officer_id, during) VALUES ($1, $2, tstzrange($3, $4))",
+        [(slot_id, officer_id, starts_at, ends_at + service.buffer) for officer_id in officer_ids],
+    )
+
+
+async def take_seat(conn: DbConnection, slot_id: UUID, ticket_id: UUID, now: datetime) -> bool:
+    """Give the ticket a seat if the slot has room (webinars fill up; the check is atomic)."""
+    row = await conn.fetchrow(
+        "UPDATE slot SET seats_taken = seats_taken + 1 WHERE slot_id = $1 AND live AND seats_taken < capacity"
+        " RETURNING slot_id",
+        slot_id,
+    )
+    if row is None:
+        return False
+    await conn.execute(
+        "INSERT INTO seat (ticket_id, slot_id, assigned_at) VALUES ($1, $2, $3)", ticket_id, slot_id, now
+    )
+    return True
+
+
+async def open_webinars(
+    conn: DbConnection, office_code: str, service_code: str, start: datetime, end: datetime
+) -> list[OpenWebinar]:
+    rows = await conn.fetch(
+        "SELECT slot_id, starts_at, ends_at, capacity - seats_taken AS seats_left FROM slot"
+        " WHERE live AND kind = 'webinar' AND office_code = $1 AND service_code = $2"
+        "  AND starts_at >= $3 AND ends_at <= $4 AND seats_taken < capacity ORDER BY starts_at",
+        office_code, service_code, start, end,
+    )  # fmt: skip
+    return [OpenWebinar(str(r["slot_id"]), r["starts_at"], r["ends_at"], r["seats_left"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    slot_id: UUID
+    office_code: str
+    service_code: str
+    kind: str
+    starts_at: datetime
+    ends_at: datetime
+    meeting: dict[str, Any]
+
+    @property
+    def officer_ids(self) -> list[str]:
+        return list(self.meeting.get("officer_ids", []))
+
+    def plan(self) -> MeetingPlan:
+        return MeetingPlan(
+            provider=self.meeting["provider"],
+            room_id=self.meeting["room_id"],
+            valid_from=datetime.fromisoformat(self.meeting["valid_from"]),
+            valid_until=datetime.fromisoformat(self.meeting["valid_until"]),
+        )
+
+
+def _slot(row: Any) -> SlotRecord:
+    return SlotRecord(
+        slot_id=row["slot_id"],
+        office_code=row["office_code"],
+        service_code=row["service_code"],
+        kind=row["kind"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        meeting=json.loads(row["meeting"]),
+    )
+
+
+_SLOT_COLUMNS = "s.slot_id, s.office_code, s.service_code, s.kind, s.starts_at, s.ends_at, s.meeting"
+
+
+async def get_slot(conn: DbConnection, slot_id: UUID) -> SlotRecord | None:
+    row = await conn.fetchrow(f"SELECT {_SLOT_COLUMNS} FROM slot s WHERE slot_id = $1", slot_id)
+    return _slot(row) if row else None
+
+
+async def slot_by_room(conn: DbConnection, room_id: str) -> SlotRecord | None:
+    row = await conn.fetchrow(f"SELECT {_SLOT_COLUMNS} FROM slot s WHERE meeting ->> 'room_id' = $1", room_id)
+    return _slot(row) if row else None
+
+
+async def live_slot_of(conn: DbConnection, ticket_id: UUID) -> SlotRecord | None:
+    row = await conn.fetchrow(
+        f"SELECT {_SLOT_COLUMNS} FROM seat JOIN slot s USING (slot_id) WHERE seat.ticket_id = $1 AND seat.live",
+        ticket_id,
+    )
+    return _slot(row) if row else None
+
+
+async def release_seat(conn: DbConnection, ticket_id: UUID, slot_id: UUID, now: datetime) -> None:
+    """Give the seat back; a slot left without seats frees its officers' time."""
+    await conn.execute(
+        "UPDATE seat SET live = false, released_at = $3 WHERE ticket_id = $1 AND slot_id = $2 AND live",
+        ticket_id, slot_id, now,
+    )  # fmt: skip
+    seats = await conn.fetchval(
+        "UPDATE slot SET seats_taken = seats_taken - 1 WHERE slot_id = $1 RETURNING seats_taken", slot_id
+    )
+    if seats == 0:
+        await conn.execute("UPDATE slot SET live = false WHERE slot_id = $1", slot_id)
+        await conn.execute("UPDATE booking SET live = false WHERE slot_id = $1", slot_id)
+
+
+async def live_tickets_of(conn: DbConnection, slot_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT r.ticket_id, r.stakeholder_ref FROM seat JOIN request r USING (ticket_id)"
+        " WHERE seat.slot_id = $1 AND seat.live ORDER BY r.accepted_at",
+        slot_id,
+    )
+    return [dict(r) for r in rows]
+
+
+# -------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    ticket_id: UUID
+    ticket_code: str
+    office_code: str
+    service_code: str
+    stakeholder_ref: str
+    windows: tuple[Interval, ...]
+    status: str
+
+
+def _request(row: Any) -> RequestRecord:
+    return RequestRecord(
+        ticket_id=row["ticket_id"],
+        ticket_code=row["ticket_code"],
+        office_code=row["office_code"],
+        service_code=row["service_code"],
+        stakeholder_ref=row["stakeholder_ref"],
+        windows=tuple(
+            (datetime.fromisoformat(w["start"]), datetime.fromisoformat(w["end"]))
+            for w in json.loads(row["preferred_windows"])
+        ),
+        status=row["status"],
+    )
+
+
+async def add_request(conn: DbConnection, record: RequestRecord, accepted_at: datetime) -> bool:
+    windows = json.dumps([{"start": s.isoformat(), "end": e.isoformat()} for s, e in record.windows])
+    row = await conn.fetchrow(
+        "INSERT INTO request (ticket_id, ticket_code, office_code, service_code, stakeholder_ref,"
+        " preferred_windows, accepted_at, status) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)"
+        " ON CONFLICT (ticket_id) DO NOTHING RETURNING ticket_id",
+        record.ticket_id, record.ticket_code, record.office_code, record.service_code, record.stakeholder_ref,
+        windows, accepted_at, record.status,
+    )  # fmt: skip
+    return row is not None
+
+
+async def get_request(conn: DbConnection, ticket_id: UUID) -> RequestRecord | None:
+    row = await conn.fetchrow("SELECT * FROM request WHERE ticket_id = $1", ticket_id)
+    return _request(row) if row else None
+
+
+async def set_request(
+    conn: DbConnection, ticket_id: UUID, status: str, now: datetime, windows: tuple[Interval, ...] | None = None
+) -> None:
+    await conn.execute(
+        "UPDATE request SET status = $2,"
+        " waitlisted_at = CASE WHEN $2 = 'waitlisted' THEN coalesce(waitlisted_at, $3) ELSE NULL END,"
+        " preferred_windows = coalesce($4::jsonb, preferred_windows) WHERE ticket_id = $1",
+        ticket_id, status, now,
+        json.dumps([{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]) if windows else None,
+    )  # fmt: skip
+
+
+async def waitlist(conn: DbConnection, office_code: str, service_code: str, limit: int = 50) -> list[RequestRecord]:
+    """Waiting tickets, first come first served; rows another replica is serving are skipped."""
+    rows = await conn.fetch(
+        "SELECT * FROM request WHERE status = 'waitlisted' AND office_code = $1 AND service_code = $2"
+        " ORDER BY arrival LIMIT $3 FOR UPDATE SKIP LOCKED",
+        office_code, service_code, limit,
+    )  # fmt: skip
+    return [_request(r) for r in rows]
+
+
+# -------------------------------------------------------------------- sessions
+
+
+async def first_delivery(conn: DbConnection, delivery_id: str) -> bool:
+    row = await conn.fetchrow(
+        "INSERT INTO webhook_delivery (delivery_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING delivery_id",
+        delivery_id,
+    )
+    return row is not None
+
+
+async def record_outcome(
+    conn: DbConnection,
+    *,
+    session_id: UUID,
+    slot_id: UUID,
+    ticket_id: UUID,
+    outcome: str,
+    source: str,
+    notes: str,
+    now: datetime,
+) -> bool:
+    """Record how the session went for one ticket; False if it was recorded before."""
+    row = await conn.fetchrow(
+        "INSERT INTO session_outcome (session_id, slot_id, ticket_id, outcome, source, notes, reported_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING ticket_id",
+        session_id, slot_id, ticket_id, outcome, source, notes, now,
+    )  # fmt: skip
+    if row is not None:
+        await conn.execute("UPDATE request SET status = 'done' WHERE ticket_id = $1", ticket_id)
+    return row is not None

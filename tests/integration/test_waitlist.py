@@ -1,0 +1,63 @@
+"""The waitlist: a full office waitlists, a cancellation refills, first come first served."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from glv_devtools.portal import PortalClient, ticket
+from glv_schemas.events import CancellationRequested
+from tests.integration.conftest import Glv, tiny_catalog
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path) -> Path:
+    return tiny_catalog(tmp_path / "tiny.yaml", officers=1, horizon_days=5)
+
+
+async def test_cancellation_releases_the_slot_and_refills_it_from_the_waitlist(glv: Glv) -> None:
+    rng = random.Random(52)
+    now = datetime.now(UTC)
+    filed = [
+        f.model_copy(update={"preferred_windows": []})
+        for f in [
+            ticket(rng, portal_id="sim-portal", office_code="TNY", service_code="lelang", now=now) for _ in range(9)
+        ]
+    ]
+    async with PortalClient(glv.ticketing.settings.kafka_bootstrap_servers, glv.ticketing.prefix) as portal:
+        await portal.file(filed)
+    ids = {f.ticket_id for f in filed}
+
+    def placed(_: object) -> set[uuid.UUID]:
+        return {s.event.ticket_id for s in glv.probe.of_type("SlotAssigned")} | {
+            s.event.ticket_id for s in glv.probe.of_type("SchedulingFailed")
+        }
+
+    await glv.probe.wait_for(lambda _: ids <= placed(_))
+    assigned = [s.event for s in glv.probe.of_type("SlotAssigned")]
+    waiting = [s.event for s in glv.probe.of_type("SchedulingFailed")]
+    assert assigned and waiting and len(assigned) + len(waiting) == len(filed)
+    assert all(w.waitlisted and w.reason == "no_capacity" for w in waiting)
+    # One slot per day, one officer: no two slots overlap.
+    starts = sorted(a.starts_at for a in assigned)
+    assert all(b - a >= timedelta(hours=1) for a, b in itertools.pairwise(starts))
+
+    victim = assigned[0]
+    # First come: the order in which tickets reached the scheduler and found no room.
+    assert glv.scheduler.pool is not None
+    first_in_line = await glv.scheduler.pool.fetchval(
+        "SELECT ticket_id FROM request WHERE status = 'waitlisted' ORDER BY arrival LIMIT 1"
+    )
+    async with PortalClient(glv.ticketing.settings.kafka_bootstrap_servers, glv.ticketing.prefix) as portal:
+        await portal.file([CancellationRequested(ticket_id=victim.ticket_id, portal_id="sim-portal", requested_at=now)])
+    await glv.probe.wait_for(lambda _: len(glv.probe.of_type("SlotAssigned")) == len(assigned) + 1)
+    [released] = glv.probe.of_type("SlotReleased")
+    assert released.event.slot_id == victim.slot_id and released.event.reason == "cancelled"
+    refill = glv.probe.of_type("SlotAssigned")[-1].event
+    assert refill.ticket_id == first_in_line  # first come, first served
+    assert refill.starts_at == victim.starts_at  # the released time, as it is the earliest that fits
