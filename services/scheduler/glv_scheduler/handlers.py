@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import structlog
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from glv_runtime.consumer import Inbound
 from glv_runtime.db import DbConnection
@@ -37,6 +37,9 @@ ASSIGN_SECONDS = Histogram(
     "glv_scheduler_assignment_seconds",
     "Time to find and book a slot for one ticket",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+CLASHES = Counter(
+    "glv_scheduler_booking_clashes_total", "Bookings the exclusion constraint refused (another replica was first)"
 )
 
 
@@ -175,6 +178,7 @@ class SchedulerUseCase:
                     )
                     await store.take_seat(conn, slot_id, record.ticket_id, now)
             except asyncpg.exceptions.ExclusionViolationError:
+                CLASHES.inc()
                 log.info("booking clash, searching again", officer_ids=list(proposal.officer_ids))
                 continue
             slot = await store.get_slot(conn, slot_id)
