@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 STACK := deploy/local/stack.sh
-PACKAGES := schemas/pyproject.toml runtime/pyproject.toml services/ticketing/pyproject.toml tools/pyproject.toml
+PACKAGES := schemas/pyproject.toml runtime/pyproject.toml services/ticketing/pyproject.toml services/scheduler/pyproject.toml tools/pyproject.toml
 
 .PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas
 

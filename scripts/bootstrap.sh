@@ -15,6 +15,6 @@ echo "==> installing Python packages (pinned in constraints.txt; first run downl
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --progress-bar off \
   -c constraints.txt -r requirements-dev.txt \
   --config-settings editable_mode=compat \
-  -e ./schemas -e ./runtime -e ./services/ticketing -e ./tools
+  -e ./schemas -e ./runtime -e ./services/ticketing -e ./services/scheduler -e ./tools
 touch .venv/.installed
 echo "==> Python environment ready"

@@ -1,6 +1,6 @@
-"""`make demo`: the ticketing service on the local stack, fed by a portal simulator.
+"""`make demo`: ticketing and the scheduler on the local stack, fed by a portal simulator.
 
-Starts the service as its own process, loads the office catalog, files a few
+Starts both services as their own processes, loads the catalog, files a few
 hundred tickets (valid ones across three time zones, invalid ones, exact
 resubmissions, conflicting ones, poison records and cancellations), waits until
 every one has an outcome, prints what became of them and one status API answer,
@@ -20,20 +20,27 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
 
-from glv_devtools.catalog import office_entries, publish_office_entries
+from glv_devtools.catalog import CATALOG_FILE
 from glv_devtools.portal import PortalClient, RawRecord, record_for, ticket
 from glv_devtools.probe import EventProbe, Seen
+from glv_scheduler.__main__ import load_catalog
+from glv_scheduler.catalog import read_catalog
+from glv_scheduler.settings import SchedulerSettings
 from glv_schemas.base import TimeWindow
-from glv_schemas.events import CancellationRequested, TicketFiled
-from glv_schemas.topics import PORTAL_TICKETS, TICKETING_EVENTS, dead_letter_topic
+from glv_schemas.events import CancellationRequested, SlotAssigned, TicketFiled
+from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS, SCHEDULER_EVENTS, TICKETING_EVENTS, dead_letter_topic
 from glv_ticketing.settings import TicketingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "demo-portal-token"
+# The local stack's role that may create databases (deploy/local/stack.sh).
+DEMO_ADMIN_DSN = "postgresql://glv_test:glv_test@127.0.0.1:55432/glv_test"
 RESUBMITTED = 20
 CONFLICTING = 5
 OFFICES = [
@@ -51,6 +58,17 @@ def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
+ZONES = {"JKT": "Asia/Jakarta", "BDG": "Asia/Jakarta", "MKS": "Asia/Makassar", "PLP": "Asia/Makassar",
+         "DPS": "Asia/Makassar", "JYP": "Asia/Jayapura", "AMB": "Asia/Jayapura"}  # fmt: skip
+
+
+def office_morning(office: str, now: datetime, days_ahead: int) -> TimeWindow:
+    """A stakeholder's wish: 09:00-12:00 at the office, some days ahead."""
+    day = (now + timedelta(days=days_ahead)).astimezone(ZoneInfo(ZONES[office])).date()
+    start = datetime.combine(day, datetime.min.time(), tzinfo=ZoneInfo(ZONES[office])) + timedelta(hours=9)
+    return TimeWindow(start=start, end=start + timedelta(hours=3))
+
+
 def build_filings(rng: random.Random, now: datetime) -> tuple[list[TicketFiled], list[RawRecord], dict[str, str]]:
     """What the simulated portals send, and what each ticket id is expected to become."""
     expected: dict[str, str] = {}
@@ -64,8 +82,7 @@ def build_filings(rng: random.Random, now: datetime) -> tuple[list[TicketFiled],
                 office_code=office,
                 service_code=service,
                 now=now,
-                window_days=rng.randint(2, 10),
-            )
+            ).model_copy(update={"preferred_windows": [office_morning(office, now, rng.randint(3, 10))]})
         )
         expected[str(valid[-1].ticket_id)] = "accepted"
 
@@ -125,39 +142,105 @@ def build_filings(rng: random.Random, now: datetime) -> tuple[list[TicketFiled],
     return filings, poison, expected
 
 
-async def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+async def wait_ready(name: str, port: int, process: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise SystemExit("the ticketing service exited while starting; see its log")
+                raise SystemExit(f"the {name} service exited while starting; see its log")
             try:
                 if (await client.get(f"http://127.0.0.1:{port}/readyz", timeout=2)).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.2)
-    raise SystemExit("the ticketing service did not become ready")
+    raise SystemExit(f"the {name} service did not become ready")
+
+
+def start_service(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log_path = Path(os.environ.get("GLV_STATE_DIR", "/var/tmp/glv")) / f"demo-{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    say(f"starting the {name} service (log: {log_path})")
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", f"glv_{name}", "run"], env=env, stdout=log, stderr=log)
+
+
+def stop_services(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def make_namespace(admin_dsn: str, run: str) -> dict[str, str]:
+    """Fresh databases and a topic prefix for this run, so that every demo starts clean."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        for service in ("ticketing", "scheduler"):
+            await admin.execute(f'CREATE DATABASE "glv_demo_{run}_{service}"')
+    finally:
+        await admin.close()
+    base = admin_dsn.rsplit("/", 1)[0]
+    return {
+        "GLV_TICKETING_DATABASE_URL": f"{base}/glv_demo_{run}_ticketing",
+        "GLV_SCHEDULER_DATABASE_URL": f"{base}/glv_demo_{run}_scheduler",
+        "GLV_TICKETING_TOPIC_PREFIX": f"demo-{run}.",
+        "GLV_SCHEDULER_TOPIC_PREFIX": f"demo-{run}.",
+    }
+
+
+async def drop_namespace(admin_dsn: str, bootstrap: str, run: str) -> None:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        for service in ("ticketing", "scheduler"):
+            await admin.execute(f'DROP DATABASE IF EXISTS "glv_demo_{run}_{service}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    kafka = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await kafka.start()
+    try:
+        await kafka.delete_topics([f"demo-{run}.{t.name}" for t in ALL_TOPICS])
+    finally:
+        await kafka.close()
 
 
 async def run_demo() -> int:
-    settings = TicketingSettings(portal_tokens={"demo-portal": TOKEN})
+    run = uuid.uuid4().hex[:8]
+    admin_dsn = os.environ.get("GLV_TEST_DATABASE_URL", DEMO_ADMIN_DSN)
+    namespace = await make_namespace(admin_dsn, run)
+    os.environ.update(namespace)
+    try:
+        return await demo_in(namespace)
+    finally:
+        await drop_namespace(admin_dsn, TicketingSettings().kafka_bootstrap_servers, run)
+        say(f"demo databases and topics (run {run}) removed")
+
+
+async def demo_in(namespace: dict[str, str]) -> int:
+    ticketing = TicketingSettings(portal_tokens={"demo-portal": TOKEN})
+    scheduler = SchedulerSettings()
+    prefix = ticketing.topic_prefix
     env = {
         **os.environ,
+        **namespace,
         "GLV_TICKETING_PORTAL_TOKENS": json.dumps({"demo-portal": TOKEN}),
         "GLV_TICKETING_LOG_LEVEL": "WARNING",
+        "GLV_SCHEDULER_LOG_LEVEL": "WARNING",
     }
-    log_path = Path(os.environ.get("GLV_STATE_DIR", "/var/tmp/glv")) / "demo-ticketing.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    say(f"starting the ticketing service (log: {log_path})")
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "glv_ticketing", "run"], env=env, stdout=log, stderr=log)
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        await wait_ready(settings.http_port, process)
-        offices = office_entries()
-        say(f"loading the office catalog: {len(offices)} offices in 3 time zones")
-        await publish_office_entries(settings, offices)
-        conn = await asyncpg.connect(settings.dsn())
+        processes.append(start_service("ticketing", env))
+        processes.append(start_service("scheduler", env))
+        await wait_ready("ticketing", ticketing.http_port, processes[0])
+        await wait_ready("scheduler", scheduler.http_port, processes[1])
+        say("glv-scheduler load-catalog: offices, calendars and officers, published to the catalog topic")
+        say(await load_catalog(scheduler, CATALOG_FILE))
+        offices = read_catalog(CATALOG_FILE).offices
+        conn = await asyncpg.connect(ticketing.dsn())
         try:
             while await conn.fetchval("SELECT count(*) FROM office") < len(offices):
                 await asyncio.sleep(0.1)
@@ -167,25 +250,33 @@ async def run_demo() -> int:
         rng = random.Random()
         now = datetime.now(UTC)
         filings, poison, expected = build_filings(rng, now)
-        topics = [TICKETING_EVENTS.name, dead_letter_topic("ticketing").name]
-        async with EventProbe(settings.kafka_bootstrap_servers, topics) as probe:
+        accepted_ids = {t for t, want in expected.items() if want == "accepted"}
+        topics = [
+            prefix + t for t in (TICKETING_EVENTS.name, SCHEDULER_EVENTS.name, dead_letter_topic("ticketing").name)
+        ]
+        async with EventProbe(ticketing.kafka_bootstrap_servers, topics) as probe:
             start_count = await probe.catch_up()  # earlier runs' events are not this run's
-            cancel = [f for f in filings[:240:40]]
+
+            def ids_of(seen: list[Seen], *types: str) -> set[str]:
+                return {str(s.event.ticket_id) for s in seen[start_count:] if s.event is not None and s.type in types}
+
             say(f"a simulated portal files {len(filings) + len(poison)} records on {PORTAL_TICKETS.name}")
             started = time.monotonic()
-            async with PortalClient(settings.kafka_bootstrap_servers) as portal:
+            async with PortalClient(ticketing.kafka_bootstrap_servers, prefix) as portal:
                 await portal.file(filings, source="/portal/demo")
                 await portal.send(poison)
-            ids = set(expected)
-
-            def decided(seen: list) -> bool:  # type: ignore[type-arg]
-                mine = {str(s.event.ticket_id) for s in seen[start_count:] if s.event is not None}
-                return ids <= mine
-
-            await probe.wait_for(decided, timeout_s=180)
+            await probe.wait_for(
+                lambda seen: set(expected) <= ids_of(seen, "glv.TicketAccepted.v1", "glv.TicketRejected.v1"), 180
+            )
             decided_after = time.monotonic() - started
-            say(f"every ticket decided in {decided_after:.2f} s; portal cancels {len(cancel)} tickets")
-            async with PortalClient(settings.kafka_bootstrap_servers) as portal:
+            await probe.wait_for(
+                lambda seen: accepted_ids <= ids_of(seen, "glv.SlotAssigned.v1", "glv.SchedulingFailed.v1"), 180
+            )
+            scheduled_after = time.monotonic() - started
+            say(f"every ticket decided in {decided_after:.2f} s and placed by the scheduler in {scheduled_after:.2f} s")
+            cancel = filings[:240:40]
+            say(f"the portal cancels {len(cancel)} tickets; their slots are released")
+            async with PortalClient(ticketing.kafka_bootstrap_servers, prefix) as portal:
                 await portal.file(
                     [
                         CancellationRequested(
@@ -195,28 +286,62 @@ async def run_demo() -> int:
                     ],
                     source="/portal/demo",
                 )
-            cancel_ids = {f.ticket_id for f in cancel}
-            await probe.wait_for(
-                lambda seen: (
-                    cancel_ids <= {s.event.ticket_id for s in seen[start_count:] if s.type == "glv.TicketCancelled.v1"}
-                ),
-                timeout_s=60,
-            )
-            dlq_name = dead_letter_topic("ticketing").name
+            cancel_ids = {str(f.ticket_id) for f in cancel}
+            with_slot = cancel_ids & ids_of(probe.seen, "glv.SlotAssigned.v1")
+            await probe.wait_for(lambda seen: cancel_ids <= ids_of(seen, "glv.TicketCancelled.v1"), 60)
+            await probe.wait_for(lambda seen: with_slot <= ids_of(seen, "glv.SlotReleased.v1"), 60)
+            dlq_name = prefix + dead_letter_topic("ticketing").name
             await probe.wait_for(lambda seen: sum(s.topic == dlq_name for s in seen[start_count:]) >= len(poison))
-            mine = [s for s in probe.seen[start_count:]]
+            mine = list(probe.seen[start_count:])
         print_summary(mine, filings, poison, expected, decided_after)
-        await show_status(settings.http_port, filings[0].ticket_id)
+        print_schedule(mine, {str(f.ticket_id): f for f in filings})
+        scheduled = next(
+            s.event.ticket_id
+            for s in mine
+            if s.type == "glv.SlotAssigned.v1" and str(s.event.ticket_id) not in cancel_ids
+        )
+        await show_status(ticketing.http_port, scheduled)
     finally:
-        # Stop the child before printing anything: a closed stdout must not leave it running.
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    say(f"ticketing service stopped with SIGTERM (exit code {process.returncode})")
+        # Stop the children before printing anything: a closed stdout must not leave them running.
+        stop_services(processes)
+    say(
+        "ticketing and scheduler stopped with SIGTERM (exit codes "
+        + ", ".join(str(p.returncode) for p in processes)
+        + ")"
+    )
     return 0
+
+
+def print_schedule(seen: list[Seen], filed: dict[str, TicketFiled]) -> None:
+    """Per office: what the scheduler gave, in the office's local time."""
+    slots = [s.event for s in seen if s.type == "glv.SlotAssigned.v1"]
+    failed = Counter(s.event.office_code for s in seen if s.type == "glv.SchedulingFailed.v1")
+    released = Counter(s.event.office_code for s in seen if s.type == "glv.SlotReleased.v1")
+
+    def in_window(slot: SlotAssigned) -> bool:
+        windows = filed[str(slot.ticket_id)].preferred_windows
+        return any(w.start <= slot.starts_at and slot.ends_at <= w.end for w in windows)
+
+    print()
+    print(
+        f"{'office':<7}{'zone':<15}{'slots':>6}{'in wish':>8}{'waiting':>8}{'released':>9}  first local times (officer)"
+    )
+    print("-" * 112)
+    for office, _ in OFFICES:
+        mine = sorted((e for e in slots if e.office_code == office), key=lambda e: e.starts_at)
+        zone = ZONES[office]
+        local = [
+            f"{e.starts_at.astimezone(ZoneInfo(zone)):%a %d %b %H:%M} {_ABBREV[zone]} ({e.officer_id})"
+            for e in mine[:3]
+        ]
+        print(
+            f"{office:<7}{zone:<15}{len(mine):>6}{sum(map(in_window, mine)):>8}{failed[office]:>8}"
+            f"{released[office]:>9}  {'; '.join(local)}"
+        )
+    print("(in wish: inside the stakeholder's preferred window; waiting: on the waitlist)")
+
+
+_ABBREV = {"Asia/Jakarta": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT"}
 
 
 def print_summary(
@@ -242,7 +367,7 @@ def print_summary(
     for decision_list in decisions.values():
         for d in decision_list:
             outcomes[d] += 1
-    dead = Counter(s.headers.get("x-dlq-error-code") for s in seen if s.topic.startswith("glv.dlq."))
+    dead = Counter(s.headers.get("x-dlq-error-code") for s in seen if ".dlq." in s.topic)
     cancelled = sum(s.type == "glv.TicketCancelled.v1" for s in seen)
     mismatched = [t for t, want in expected.items() if decisions.get(t, [""])[0] != want]
     width = 44
