@@ -4,7 +4,7 @@ BIN := .venv/bin
 STACK := deploy/local/stack.sh
 PACKAGES := schemas/pyproject.toml runtime/pyproject.toml services/ticketing/pyproject.toml services/scheduler/pyproject.toml tools/pyproject.toml
 
-.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas
+.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas bench
 
 .venv/.installed: constraints.txt requirements-dev.txt $(PACKAGES) scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -38,3 +38,8 @@ typecheck: setup
 ## Regenerate the JSON Schemas and the AsyncAPI document from the models.
 schemas: setup
 	$(BIN)/python -m glv_schemas.generate
+
+## Scheduler benchmark: assignment quality against the exact optimum, and speed with 10k-1M booked slots.
+bench: setup
+	bash $(STACK) start
+	$(BIN)/python benchmarks/scheduler_bench.py

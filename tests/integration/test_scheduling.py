@@ -165,3 +165,31 @@ async def test_an_officer_reports_a_no_show(glv: Glv) -> None:
     await glv.probe.wait_for(lambda _: len(glv.probe.of_type("SessionMissed")) == 1)
     assert glv.probe.of_type("SessionMissed")[0].event.missing_party == "stakeholder"
     assert not glv.probe.of_type("SessionHeld")
+
+
+async def test_webinars_share_one_session_and_internal_meetings_book_several_officers(glv: Glv) -> None:
+    rng = random.Random(56)
+    now = datetime.now(UTC)
+    webinar = [
+        f.model_copy(update={"kind": "webinar", "preferred_windows": []})
+        for f in _filings(rng, now, [("JKT", "sosialisasi-lelang")] * 5)
+    ]
+    [meeting] = [
+        f.model_copy(update={"kind": "internal_meeting", "preferred_windows": []})
+        for f in _filings(rng, now, [("JKT", "rapat-koordinasi")])
+    ]
+    async with PortalClient(glv.ticketing.settings.kafka_bootstrap_servers, glv.ticketing.prefix) as portal:
+        await portal.file([*webinar, meeting])
+    await glv.probe.wait_for(lambda _: len(glv.probe.of_type("SlotAssigned")) == 6)
+    slots = {s.event.ticket_id: s.event for s in glv.probe.of_type("SlotAssigned")}
+    assert len({slots[f.ticket_id].slot_id for f in webinar}) == 1  # one session, many stakeholders
+    assert len({str(slots[f.ticket_id].meeting.join_url) for f in webinar}) == 5  # a link per participant
+    assert glv.scheduler.pool is not None
+    officers = await glv.scheduler.pool.fetch(
+        "SELECT officer_id FROM booking WHERE slot_id = $1 AND live", slots[meeting.ticket_id].slot_id
+    )
+    assert len(officers) == 3
+    seats = await glv.scheduler.pool.fetchval(
+        "SELECT seats_taken FROM slot WHERE slot_id = $1", slots[webinar[0].ticket_id].slot_id
+    )
+    assert seats == 5
