@@ -43,6 +43,7 @@ import asyncpg
 import holidays
 import numpy as np
 import scipy
+import structlog
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
@@ -1189,12 +1190,28 @@ async def create_database() -> tuple[str, str]:
     return name, f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
 
 
-async def drop_database(name: str) -> None:
-    admin = await asyncpg.connect(ADMIN_DSN)
+async def drop_database(name: str, attempts: int = 30) -> None:
+    """Drop it, retrying for a minute: the server may be restarting (other test runs restart it)."""
+    for attempt in range(attempts):
+        try:
+            admin = await asyncpg.connect(ADMIN_DSN)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if attempt == attempts - 1:
+                print(f"  COULD NOT DROP {name}: {error}; drop it by hand", file=sys.stderr)
+                raise
+            await asyncio.sleep(2)
+
+
+def load_average() -> str:
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 async def speed(sizes: Sequence[int]) -> None:
@@ -1290,6 +1307,7 @@ async def speed_in(conn: asyncpg.Connection[Any], sizes: Sequence[int]) -> None:
         }
         seen_cache = cumulative
         print_round(result, SPEED_TICKETS)
+        print(f"  load average after this round: {load_average()}")
         rounds.append(result)
 
     print("\n  Summary (ms per ticket, production path; ceilings measured in the same run)")
@@ -1326,6 +1344,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="speed part with 10k and 100k bookings only")
     parser.add_argument("--only", choices=("quality", "speed"), help="run one part")
     args = parser.parse_args()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))  # service logs off the figures
     print("== Machine ==")
     for line in machine_facts():
         print("  " + line)
@@ -1340,7 +1359,7 @@ async def main() -> None:
         if args.only != "quality":
             raise
     print(
-        f"  started        : {datetime.now(UTC).isoformat(timespec='seconds')},"
+        f"  started        : {datetime.now(UTC).isoformat(timespec='seconds')}, load average {load_average()},"
         f" mode {'quick' if args.quick else 'full'}"
     )
     if args.only in (None, "quality"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -36,6 +37,8 @@ class ServiceSpec:
     consumes: Sequence[Topic]
     apply: Applier
     decoder: Callable[[Delivery], Inbound] = decode
+    # Long-running jobs besides consuming (e.g. a periodic sweep); cancelled at stop.
+    background: Sequence[Callable[[asyncpg.Pool], Coroutine[Any, Any, None]]] = ()
     routes: Callable[[asyncpg.Pool], Sequence[BaseRoute]] = field(default=lambda _pool: [])
 
 
@@ -59,6 +62,7 @@ class RunningService:
         self.relay: OutboxRelay | None = None
         self.http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def start(self, *, http: bool = True) -> None:
         s = self.settings
@@ -98,6 +102,7 @@ class RunningService:
             group_id=s.consumer_group or f"glv-{self.spec.name}",
         )
         await self.broker.start()
+        self._background = [asyncio.create_task(job(self.pool)) for job in self.spec.background]
 
         if http:
             app = build_http_app(
@@ -126,6 +131,11 @@ class RunningService:
         # Order matters: stop taking messages (in-flight batches finish and are
         # acked, up to graceful_timeout), then let the relay publish what they
         # wrote, then close the rest.
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.broker is not None:
             await self.broker.stop()
         if self.relay is not None:

@@ -161,7 +161,7 @@ async def test_an_officer_reports_a_no_show(glv: Glv) -> None:
     )
     assert said == "1 session outcome(s) recorded"
     again = await report_session(glv.scheduler_settings, slot.slot_id, held=True, party="stakeholder", notes="")
-    assert again.startswith("already recorded")
+    assert again.startswith("nothing recorded")
     await glv.probe.wait_for(lambda _: len(glv.probe.of_type("SessionMissed")) == 1)
     assert glv.probe.of_type("SessionMissed")[0].event.missing_party == "stakeholder"
     assert not glv.probe.of_type("SessionHeld")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from glv_devtools.portal import PortalClient, ticket
+from glv_scheduler.app import meeting_provider
+from glv_scheduler.handlers import SchedulerUseCase
 from glv_schemas.events import CancellationRequested
 from tests.integration.conftest import Glv, tiny_catalog
 
@@ -61,3 +63,41 @@ async def test_cancellation_releases_the_slot_and_refills_it_from_the_waitlist(g
     refill = glv.probe.of_type("SlotAssigned")[-1].event
     assert refill.ticket_id == first_in_line  # first come, first served
     assert refill.starts_at == victim.starts_at  # the released time, as it is the earliest that fits
+
+
+async def test_the_periodic_sweep_places_waiting_tickets_once_new_days_enter_the_horizon(glv: Glv) -> None:
+    rng = random.Random(57)
+    now = datetime.now(UTC)
+    filed = [
+        ticket(rng, portal_id="sim-portal", office_code="TNY", service_code="lelang", now=now).model_copy(
+            update={"preferred_windows": []}
+        )
+        for _ in range(9)
+    ]
+    async with PortalClient(glv.ticketing.settings.kafka_bootstrap_servers, glv.ticketing.prefix) as portal:
+        await portal.file(filed)
+    ids = {f.ticket_id for f in filed}
+    await glv.probe.wait_for(
+        lambda _: (
+            ids
+            <= {s.event.ticket_id for s in glv.probe.of_type("SlotAssigned") + glv.probe.of_type("SchedulingFailed")}
+        )
+    )
+    waiting = {s.event.ticket_id for s in glv.probe.of_type("SchedulingFailed")}
+    assert waiting
+    later = SchedulerUseCase(meeting_provider(glv.scheduler_settings), clock=lambda: now + timedelta(days=3))
+    assert glv.scheduler.pool is not None
+    async with glv.scheduler.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            messages = await later.sweep_waitlist(conn)
+            overlaps = await conn.fetchval(
+                "SELECT count(*) FROM booking a JOIN booking b ON a.officer_id = b.officer_id"
+                " AND a.slot_id < b.slot_id AND a.live AND b.live AND a.during && b.during"
+            )
+        finally:
+            await transaction.rollback()  # a look at what the sweep would do; the service's own sweep publishes
+    placed = [m for m in messages if dict(m.headers)["ce_type"] == b"glv.SlotAssigned.v1"]
+    assert placed and {uuid.UUID(m.key.decode()) for m in placed if m.key} <= waiting
+    assert overlaps == 0

@@ -69,6 +69,7 @@ async def test_assignments_respect_every_rule(
         assert proposal.starts_at >= now + service.min_notice
         assert proposal.ends_at <= now + service.horizon
         assert proposal.ends_at - proposal.starts_at == service.duration
+        assert (proposal.starts_at - datetime(2000, 1, 1, tzinfo=UTC)) % GRID == timedelta(0)
         assert len(set(proposal.officer_ids)) == service.officers_required
         if proposal.in_preferred_window:
             assert windows[0][0] <= proposal.starts_at and proposal.ends_at <= windows[0][1]

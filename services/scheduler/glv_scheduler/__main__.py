@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,7 +79,11 @@ async def report_session(settings: SchedulerSettings, slot_id: uuid.UUID, *, hel
         await _flush_outbox(settings, pool)
     finally:
         await pool.close()
-    return f"{len(messages)} session outcome(s) recorded" if messages else "already recorded: nothing changed"
+    return (
+        f"{len(messages)} session outcome(s) recorded"
+        if messages
+        else "nothing recorded: already reported, or no one holds this slot"
+    )
 
 
 async def officer_link(settings: SchedulerSettings, slot_id: uuid.UUID, officer_id: str) -> str:
@@ -114,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         print(asyncio.run(load_catalog(settings, args.file)))
     elif args.command == "session":
         held = args.outcome == "held"
-        print(asyncio.run(report_session(settings, args.slot_id, held=held, party=args.party, notes=args.notes)))
+        try:
+            print(asyncio.run(report_session(settings, args.slot_id, held=held, party=args.party, notes=args.notes)))
+        except sessions.UnknownSlot:
+            print(f"no slot {args.slot_id}", file=sys.stderr)
+            return 2
     else:
         print(asyncio.run(officer_link(settings, args.slot_id, args.officer_id)))
     return 0

@@ -38,16 +38,22 @@ def webhook_routes(
             return JSONResponse({"error": rejected.reason}, status_code=401)
         try:
             report = parse_meeting_ended(body)
-        except (ValidationError, ValueError) as exc:
-            return JSONResponse({"error": "invalid payload", "detail": str(exc)[:500]}, status_code=400)
-        async with pool.acquire() as conn, conn.transaction():
-            try:
+        except ValidationError as exc:
+            # Where and what, never the values sent (they may carry names).
+            problems = [f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['type']}" for e in exc.errors()[:20]]
+            return JSONResponse({"error": "invalid payload", "problems": problems}, status_code=400)
+        except ValueError:
+            return JSONResponse({"error": "invalid payload", "problems": ["body is not JSON"]}, status_code=400)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
                 messages = await sessions.meeting_ended(conn, report, now)
-            except sessions.UnknownSlot:
-                return JSONResponse({"error": "unknown room"}, status_code=404)
-            if messages is None:
-                return JSONResponse({"status": "duplicate"})
-            await write_outbox(conn, messages)
+                if messages is not None:
+                    await write_outbox(conn, messages)
+        except sessions.UnknownSlot:
+            # Raised inside the transaction, so the delivery id is not kept: a retry may succeed.
+            return JSONResponse({"error": "unknown room"}, status_code=404)
+        if messages is None:
+            return JSONResponse({"status": "duplicate"})
         return JSONResponse({"status": "recorded", "events": len(messages)})
 
     return [Route("/v1/webhooks/meetings", meeting_ended, methods=["POST"])]

@@ -99,7 +99,7 @@ async def _scan(
         candidates: dict[datetime, list[Officer]] = {}
         for officer in officers:
             for seg_start, seg_end in working_intervals(office, officer, day, closures):
-                start = max(_ceil_to_grid(seg_start), earliest)
+                start = _ceil_to_grid(max(seg_start, earliest))
                 while start + service.duration <= min(seg_end, latest_end):
                     candidates.setdefault(start, []).append(officer)
                     start += GRID

@@ -61,6 +61,8 @@ class Catalog:
 
 def _service(code: str, spec: dict[str, Any]) -> ServiceInfo:
     kind = spec.get("kind", "consultation")
+    if int(spec.get("officers_required", 1)) < 1 or int(spec.get("capacity", 1)) < 1:
+        raise ValueError(f"service {code}: officers_required and capacity must be at least 1")
     if kind not in ("consultation", "internal_meeting", "webinar"):
         raise ValueError(f"service {code}: unknown kind {kind!r}")
     return ServiceInfo(
@@ -98,6 +100,8 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
         )
         offices[code] = OfficeInfo(office=office, name=entry["name"], city=entry["city"])
         for person in entry.get("officers", []):
+            if any(o.officer_id == person["officer_id"] for o in officers):
+                raise ValueError(f"officer {person['officer_id']} is listed twice")
             skills = frozenset(person["skills"])
             if not skills <= office.services:
                 raise ValueError(

@@ -207,10 +207,10 @@ class SchedulerUseCase:
         if record is None or record.status in ("cancelled", "done"):
             return []
         windows = tuple((w.start, w.end) for w in approved.preferred_windows)
-        await store.set_request(conn, record.ticket_id, record.status, now, windows=windows)
         moved = dataclasses.replace(record, windows=windows)
         current = await store.live_slot_of(conn, record.ticket_id)
-        if current is None:  # still waiting: try again with the new windows
+        if current is None:  # still waiting: wait with the new windows, and try them now
+            await store.set_request(conn, record.ticket_id, record.status, now, windows=windows)
             return await self._place(conn, world, moved, now, trace)
         # The new slot is booked before the old one is let go (inside a savepoint):
         # when nothing fits, the ticket keeps the slot it has.
@@ -227,7 +227,7 @@ class SchedulerUseCase:
         except _KeepSlot as keep:
             return [self._failed(record, keep.failure, now, trace, waitlisted=False)]
         assert isinstance(outcome, Assigned)
-        await store.set_request(conn, record.ticket_id, "assigned", now)
+        await store.set_request(conn, record.ticket_id, "assigned", now, windows=windows)
         return [
             self._slot_assigned(world, moved, outcome.slot, now, trace, current),
             *await self._release(conn, world, record.ticket_id, current, "rescheduled", now, trace),
@@ -258,6 +258,15 @@ class SchedulerUseCase:
             )
         ]
         return messages + await self._refill(conn, world, slot.office_code, slot.service_code, now, trace)
+
+    async def sweep_waitlist(self, conn: DbConnection) -> list[OutboxMessage]:
+        """Try every waitlisted ticket again, first come first served (new days enter the horizon)."""
+        now = self._clock()
+        world = await store.load_world(conn)
+        messages: list[OutboxMessage] = []
+        for office_code, service_code in await store.waitlisted_services(conn):
+            messages += await self._refill(conn, world, office_code, service_code, now, None)
+        return messages
 
     async def _refill(
         self,

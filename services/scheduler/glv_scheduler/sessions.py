@@ -74,11 +74,16 @@ async def meeting_ended(conn: DbConnection, report: MeetingEnded, now: datetime)
         )  # fmt: skip
         if not recorded:
             continue
+        # A webinar ticket's event names only the officers and that ticket's own stakeholder.
+        attendance = [
+            a for a in report.attendance
+            if slot.kind != "webinar" or a.role == "officer" or a.participant_ref == seat["stakeholder_ref"]
+        ]  # fmt: skip
         if outcome.held:
             messages.append(_message(ev.SessionHeld(
                 ticket_id=ticket_id, session_id=sid, slot_id=slot.slot_id, office_code=slot.office_code,
                 started_at=report.started_at, ended_at=report.ended_at,
-                attendance=list(report.attendance), artifacts=list(report.artifacts),
+                attendance=attendance, artifacts=list(report.artifacts),
             )))  # fmt: skip
         else:
             assert outcome.missing is not None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from glv_runtime.settings import ServiceSettings
+
+DEV_SECRET = "dev-only-jitsi-secret-never-use-in-production"
 
 
 class SchedulerSettings(ServiceSettings):
@@ -17,11 +21,15 @@ class SchedulerSettings(ServiceSettings):
     # Booking clashes between replicas retry inside a batch; smaller batches keep them rare.
     batch_max_records: int = Field(default=100, gt=0, le=10_000)
 
-    meeting_provider: str = "jitsi"  # jitsi | bigbluebutton
+    meeting_provider: Literal["jitsi", "bigbluebutton"] = "jitsi"
     jitsi_domain: str = "meet.glv.example.go.id"
     jitsi_app_id: str = "glv"
-    jitsi_app_secret: SecretStr = SecretStr("change-me-change-me-change-me-change-me")
+    # Development placeholder: the service warns at start while it is in use.
+    jitsi_app_secret: SecretStr = SecretStr(DEV_SECRET)
     bbb_url: str = "https://bbb.glv.example.go.id/bigbluebutton"
     bbb_secret: SecretStr = SecretStr("change-me")
     # Shared secrets of the meeting platform's webhook; several allow rotation.
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    # Waitlisted tickets are retried when a slot is released and also on this
+    # period, since time brings new days inside the horizon.
+    waitlist_sweep_interval_s: float = Field(default=300.0, gt=0)

@@ -377,6 +377,13 @@ async def set_request(
     )  # fmt: skip
 
 
+async def waitlisted_services(conn: DbConnection) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT office_code, service_code FROM request WHERE status = 'waitlisted' ORDER BY 1, 2"
+    )
+    return [(r["office_code"], r["service_code"]) for r in rows]
+
+
 async def waitlist(conn: DbConnection, office_code: str, service_code: str, limit: int = 50) -> list[RequestRecord]:
     """Waiting tickets, first come first served; rows another replica is serving are skipped."""
     rows = await conn.fetch(
