@@ -813,8 +813,8 @@ async def copy_bookings(conn: asyncpg.Connection[Any], plan: BookingPlan, office
 def query_kind(query: str) -> str:
     q = " ".join(query.split())
     for prefix, kind in (
-        ("SELECT officer_id, sum(", "load_minutes"),
         ("SELECT officer_id, lower(", "busy_day"),
+        ("WITH new_slot", "create_slot"),
         ("INSERT INTO slot", "insert_slot"),
         ("INSERT INTO booking", "insert_booking"),
         ("UPDATE slot SET seats_taken", "seat_update"),
@@ -997,7 +997,7 @@ async def ceilings(conn: asyncpg.Connection[Any], world: store.World, seed: int)
         staff[o.office_code].append(o.officer_id)
     for _ in range(300):
         day = NOW + timedelta(days=rng.randint(0, 20))
-        busy = store.DbBusy(conn, (day, day + timedelta(days=30)))
+        busy = store.DbBusy(conn)
         started = time.perf_counter()
         await busy.prepare(staff[rng.choice(sorted(staff))], day, day + timedelta(days=1, minutes=15))
         busy_day.append(time.perf_counter() - started)
@@ -1138,59 +1138,6 @@ def print_round(r: Round, tickets: int) -> None:
         print(f"    EXPLAIN ANALYZE of the last {kind}:")
         for line in lines:
             print(f"      {line}")
-
-
-BUSY_QUERY = (  # DbBusy.prepare's query, here over a whole horizon instead of one day
-    "SELECT officer_id, lower(during) AS s, upper(during) AS e FROM booking"
-    " WHERE live AND officer_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
-)
-WHAT_IF_INDEX = "CREATE INDEX bench_what_if ON booking (officer_id, lower(during)) INCLUDE (during) WHERE live"
-WHAT_IF_QUERY = BUSY_QUERY + " AND lower(during) > $2::timestamptz - $4::interval AND lower(during) < $3"
-
-
-async def what_if(conn: asyncpg.Connection[Any], world: store.World, last: Round, seed: int) -> None:
-    """Not production code: one horizon-wide read per ticket, with and without a btree index, at the largest N."""
-    rng = random.Random(seed)
-    longest = max(s.duration + s.buffer for s in world.services.values())
-    cases: list[tuple[list[str], datetime, datetime]] = []
-    for _ in range(300):
-        office = world.offices[rng.choice(sorted(world.offices))]
-        service = world.services[
-            rng.choice(sorted(s for s in office.services if world.services[s].kind == "consultation"))
-        ]
-        start = NOW + timedelta(minutes=rng.randint(0, 600))
-        cases.append(
-            ([o.officer_id for o in eligible_officers(office, world.officers, service)], start, start + service.horizon)
-        )
-
-    async def run(query: str, *extra: Any) -> list[float]:
-        times: list[float] = []
-        for staff, start, end in cases:
-            started = time.perf_counter()
-            await conn.fetch(query, staff, start, end, *extra)
-            times.append(time.perf_counter() - started)
-        return times
-
-    today = await run(BUSY_QUERY)
-    await conn.execute(WHAT_IF_INDEX)
-    await conn.execute("ANALYZE booking")
-    try:
-        better = await run(WHAT_IF_QUERY, longest)
-    finally:
-        await conn.execute("DROP INDEX bench_what_if")
-    reads = last.by_kind.get("load_minutes", 0.0) + last.by_kind.get("busy_day", 0.0)
-    mean_total = sum(last.total) / len(last.total)
-    estimate = mean_total - reads + sum(better) / len(better)
-    writes = sum(v for k, v in last.by_kind.items() if k not in ("load_minutes", "busy_day"))
-    print(f"\n  What-if, NOT the production code (N = {last.rows:,}; the extra index is dropped again):")
-    print(f"    busy query over a whole horizon (one read per ticket), GiST as today : {summary(today)}")
-    print(f"    same, btree (officer_id, lower(during)) INCLUDE (during) WHERE live  : {summary(better)}")
-    print(
-        f"    estimate if assign read the horizon once that way instead of load_minutes + per-day reads: "
-        f"mean {ms(mean_total)} - {ms(reads)} + {ms(sum(better) / len(better))} = {ms(estimate)} ms per ticket; "
-        f"the writes (slot, booking, seat, savepoint, re-read) stay at {ms(writes)} ms in "
-        f"{sum(c for k, c in last.calls_by_kind.items() if k not in ('load_minutes', 'busy_day')):.0f} round trips"
-    )
 
 
 async def create_database() -> tuple[str, str]:
@@ -1346,7 +1293,6 @@ async def speed_in(conn: asyncpg.Connection[Any], sizes: Sequence[int]) -> None:
         f"  TARGET flat across N (p50 at {last.rows:,} <= 1.25 x p50 at {first.rows:,}): "
         f"{'MET' if flat else 'NOT MET'} (x{growth:.2f})"
     )
-    await what_if(conn, world, last, SEED + 2)
 
 
 # ====================================================================== main
