@@ -12,7 +12,7 @@ the database's bookings.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -29,8 +29,8 @@ class BusyView(Protocol):
     def is_free(self, officer_id: str, start: datetime, end: datetime) -> bool:
         """No live booking of the officer overlaps [start, end)."""
 
-    def load(self, officer_id: str) -> float:
-        """Booked minutes, to spread work across officers."""
+    def load(self, officer_id: str, start: datetime, end: datetime) -> float:
+        """Minutes booked in [start, end), to spread the day's work across officers."""
 
 
 @dataclass(frozen=True)
@@ -90,12 +90,7 @@ async def _scan(
     """The earliest start in [earliest, latest_end - duration] with enough free officers."""
     if latest_end - service.duration < earliest:
         return None
-    officer_ids = [o.officer_id for o in officers]
     for day in _days(earliest, latest_end, office):
-        # Day by day, so that a store-backed view reads only the days searched.
-        tz = office.tz
-        day_start = datetime.combine(day, datetime.min.time(), tzinfo=tz)
-        await busy.prepare(officer_ids, day_start, day_start + timedelta(days=1) + service.buffer)
         candidates: dict[datetime, list[Officer]] = {}
         for officer in officers:
             for seg_start, seg_end in working_intervals(office, officer, day, closures):
@@ -103,11 +98,18 @@ async def _scan(
                 while start + service.duration <= min(seg_end, latest_end):
                     candidates.setdefault(start, []).append(officer)
                     start += GRID
+        if not candidates:
+            continue  # nobody works that day: nothing to read
+        # Day by day, so that a store-backed view reads only the days searched.
+        day_start = datetime.combine(day, datetime.min.time(), tzinfo=office.tz)
+        day_end = day_start + timedelta(days=1)
+        on_duty = sorted({o.officer_id for people in candidates.values() for o in people})
+        await busy.prepare(on_duty, day_start, day_end + service.buffer)
         for start in sorted(candidates):
             occupied_end = start + service.duration + service.buffer
             free = [o for o in candidates[start] if busy.is_free(o.officer_id, start, occupied_end)]
             if len(free) >= service.officers_required:
-                chosen = sorted(free, key=lambda o: (busy.load(o.officer_id), o.officer_id))
+                chosen = sorted(free, key=lambda o: (busy.load(o.officer_id, day_start, day_end), o.officer_id))
                 return start, tuple(o.officer_id for o in chosen[: service.officers_required])
     return None
 
@@ -156,6 +158,10 @@ def choose_webinar(request: Request, open_webinars: Sequence[OpenWebinar]) -> Op
     return usable[0] if usable else None
 
 
+def _minutes_within(intervals: Iterable[Interval], start: datetime, end: datetime) -> float:
+    return sum(max(0.0, (min(e, end) - max(s, start)).total_seconds()) for s, e in intervals) / 60
+
+
 @dataclass
 class InMemoryBusy:
     """A BusyView over plain intervals: for tests, the benchmark, and a batch's own bookings."""
@@ -168,8 +174,8 @@ class InMemoryBusy:
     def is_free(self, officer_id: str, start: datetime, end: datetime) -> bool:
         return all(e <= start or end <= s for s, e in self.booked.get(officer_id, ()))
 
-    def load(self, officer_id: str) -> float:
-        return sum((e - s).total_seconds() for s, e in self.booked.get(officer_id, ())) / 60
+    def load(self, officer_id: str, start: datetime, end: datetime) -> float:
+        return _minutes_within(self.booked.get(officer_id, ()), start, end)
 
     def book(self, officer_id: str, interval: Interval) -> None:
         self.booked.setdefault(officer_id, []).append(interval)

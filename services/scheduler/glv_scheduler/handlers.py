@@ -157,8 +157,7 @@ class SchedulerUseCase:
                 assert slot is not None
                 return Assigned(slot)
         for _ in range(MAX_CLASHES):
-            busy = store.DbBusy(conn, (now, now + service.horizon))
-            await busy.load_minutes([o.officer_id for o in staff])
+            busy = store.DbBusy(conn)
             proposal = await find_slot(request, office, world.officers, world.closures, busy)
             if proposal is None:
                 return Failed("no_capacity", waitlist=True)
@@ -166,7 +165,7 @@ class SchedulerUseCase:
             plan = self._meetings.plan(proposal.starts_at, proposal.ends_at)
             try:
                 async with conn.transaction():  # a savepoint: a clash undoes only this attempt
-                    await store.create_slot(
+                    slot = await store.create_slot(
                         conn,
                         slot_id=slot_id,
                         office_code=office.code,
@@ -175,14 +174,13 @@ class SchedulerUseCase:
                         ends_at=proposal.ends_at,
                         plan=plan,
                         officer_ids=proposal.officer_ids,
+                        ticket_id=record.ticket_id,
+                        now=now,
                     )
-                    await store.take_seat(conn, slot_id, record.ticket_id, now)
             except asyncpg.exceptions.ExclusionViolationError:
                 CLASHES.inc()
                 log.info("booking clash, searching again", officer_ids=list(proposal.officer_ids))
                 continue
-            slot = await store.get_slot(conn, slot_id)
-            assert slot is not None
             return Assigned(slot)
         raise RuntimeError("too many booking clashes in a row")  # the batch is retried
 

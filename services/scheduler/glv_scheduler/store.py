@@ -140,47 +140,39 @@ async def load_world(conn: DbConnection) -> World:
 
 @dataclass
 class DbBusy:
-    """A BusyView over the live bookings, read day by day as the search goes."""
+    """A BusyView over the live bookings, read one day at a time as the search goes."""
 
     conn: DbConnection
-    horizon: Interval
-    _loaded: dict[str, list[Interval]] = field(default_factory=dict)
-    _ranges: dict[str, list[Interval]] = field(default_factory=dict)
-    _load: dict[str, float] | None = None
+    _booked: dict[str, list[Interval]] = field(default_factory=dict)
+    _read: set[tuple[str, datetime]] = field(default_factory=set)
 
     async def prepare(self, officer_ids: Sequence[str], start: datetime, end: datetime) -> None:
-        missing = [o for o in officer_ids if not any(s <= start and end <= e for s, e in self._ranges.get(o, ()))]
+        missing = [o for o in officer_ids if (o, start) not in self._read]
         if not missing:
             return
+        # One btree range per officer (booking_officer_start); no booking lasts a day.
         rows = await self.conn.fetch(
             "SELECT officer_id, lower(during) AS s, upper(during) AS e FROM booking"
-            " WHERE live AND officer_id = ANY($1::text[]) AND during && tstzrange($2, $3)",
+            " WHERE live AND officer_id = ANY($1::text[])"
+            "  AND lower(during) >= $2::timestamptz - interval '1 day' AND lower(during) < $3 AND upper(during) > $2",
             missing, start, end,
         )  # fmt: skip
         for officer_id in missing:
-            self._ranges.setdefault(officer_id, []).append((start, end))
-            self._loaded.setdefault(officer_id, [])
+            self._read.add((officer_id, start))
+            self._booked.setdefault(officer_id, [])
         for r in rows:
             interval = (r["s"], r["e"])
-            if interval not in self._loaded[r["officer_id"]]:
-                self._loaded[r["officer_id"]].append(interval)
+            if interval not in self._booked[r["officer_id"]]:
+                self._booked[r["officer_id"]].append(interval)
 
     def is_free(self, officer_id: str, start: datetime, end: datetime) -> bool:
-        return all(e <= start or end <= s for s, e in self._loaded.get(officer_id, ()))
+        return all(e <= start or end <= s for s, e in self._booked.get(officer_id, ()))
 
-    def load(self, officer_id: str) -> float:
-        assert self._load is not None, "call load_minutes first"
-        return self._load.get(officer_id, 0.0)
-
-    async def load_minutes(self, officer_ids: Sequence[str]) -> None:
-        """Booked minutes per officer inside the horizon: what spreading the work compares."""
-        rows = await self.conn.fetch(
-            "SELECT officer_id, sum(extract(epoch FROM upper(during) - lower(during))) / 60 AS minutes"
-            " FROM booking WHERE live AND officer_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
-            " GROUP BY officer_id",
-            list(officer_ids), self.horizon[0], self.horizon[1],
-        )  # fmt: skip
-        self._load = {r["officer_id"]: float(r["minutes"]) for r in rows}
+    def load(self, officer_id: str, start: datetime, end: datetime) -> float:
+        return (
+            sum(max(0.0, (min(e, end) - max(s, start)).total_seconds()) for s, e in self._booked.get(officer_id, ()))
+            / 60
+        )
 
 
 async def create_slot(
@@ -193,8 +185,11 @@ async def create_slot(
     ends_at: datetime,
     plan: MeetingPlan,
     officer_ids: Sequence[str],
-) -> None:
-    """Insert a slot and its officers' bookings; raises ExclusionViolationError on a clash."""
+    ticket_id: UUID,
+    now: datetime,
+) -> SlotRecord:
+    """Insert a slot, its officers' bookings and the ticket's seat in one statement;
+    raises ExclusionViolationError when an officer's time is already booked."""
     meeting = {
         "provider": plan.provider,
         "room_id": plan.room_id,
@@ -203,14 +198,17 @@ async def create_slot(
         "officer_ids": list(officer_ids),
     }
     await conn.execute(
-        "INSERT INTO slot (slot_id, office_code, service_code, kind, starts_at, ends_at, capacity, meeting)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+        "WITH new_slot AS ("
+        "  INSERT INTO slot (slot_id, office_code, service_code, kind, starts_at, ends_at, capacity, seats_taken,"
+        "   meeting) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8::jsonb) RETURNING slot_id),"
+        " new_bookings AS ("
+        "  INSERT INTO booking (slot_id, officer_id, during)"
+        "  SELECT slot_id, officer, tstzrange($5, $9) FROM new_slot, unnest($10::text[]) AS officer)"
+        " INSERT INTO seat (ticket_id, slot_id, assigned_at) SELECT $11, slot_id, $12 FROM new_slot",
         slot_id, office_code, service.code, service.kind, starts_at, ends_at, service.capacity, json.dumps(meeting),
+        ends_at + service.buffer, list(officer_ids), ticket_id, now,
     )  # fmt: skip
-    await conn.executemany(
-        "INSERT INTO booking (slot_id, officer_id, during) VALUES ($1, $2, tstzrange($3, $4))",
-        [(slot_id, officer_id, starts_at, ends_at + service.buffer) for officer_id in officer_ids],
-    )
+    return SlotRecord(slot_id, office_code, service.code, service.kind, starts_at, ends_at, meeting)
 
 
 async def take_seat(conn: DbConnection, slot_id: UUID, ticket_id: UUID, now: datetime) -> bool:
