@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.infra import Infra, provide_infra
 
@@ -28,9 +29,22 @@ def infra() -> Iterator[Infra]:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    """Each test gets its own topics: nothing it sees was left by another test."""
-    return f"t{uuid.uuid4().hex[:10]}."
+async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
+    """Each test gets its own topics: nothing it sees was left by another test.
+
+    They are deleted afterwards, so that the broker does not accumulate partitions
+    (a broker with thousands of them starts slowly).
+    """
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 async def create_database(infra: Infra) -> str:
