@@ -31,6 +31,15 @@ async def _status(glv: Glv, ticket_id: uuid.UUID) -> dict:  # type: ignore[type-
         return (await client.get(f"/v1/tickets/{ticket_id}", headers=SIM)).json()  # type: ignore[no-any-return]
 
 
+async def _wait_status(glv: Glv, ticket_id: uuid.UUID, status: str) -> None:
+    """Ticketing follows the scheduler's events: wait until the status API says so."""
+    for _ in range(100):
+        if (await _status(glv, ticket_id))["status"] == status:
+            return
+        await glv.probe.poll()  # waits up to 200 ms for records: paces the loop
+    assert (await _status(glv, ticket_id))["status"] == status
+
+
 async def test_accepted_tickets_get_slots_in_office_hours(glv: Glv) -> None:
     rng = random.Random(51)
     now = datetime.now(UTC)
@@ -55,11 +64,7 @@ async def test_accepted_tickets_get_slots_in_office_hours(glv: Glv) -> None:
         assert claims["nbf"] <= slot.starts_at.timestamp() < slot.ends_at.timestamp() <= claims["exp"]
     # Ticketing follows: every ticket is "scheduled" in the status API.
     for filing in filed:
-        for _ in range(100):
-            if (await _status(glv, filing.ticket_id))["status"] == "scheduled":
-                break
-            await glv.probe.poll()
-        assert (await _status(glv, filing.ticket_id))["status"] == "scheduled"
+        await _wait_status(glv, filing.ticket_id, "scheduled")
 
 
 async def test_reschedule_moves_the_ticket_and_releases_the_old_slot(glv: Glv) -> None:
@@ -139,11 +144,7 @@ async def test_meeting_webhook_is_signed_and_idempotent(glv: Glv) -> None:
     held = glv.probe.of_type("SessionHeld")[0].event
     assert held.ticket_id == filed.ticket_id and {a.kind for a in held.artifacts} == {"video", "chat"}
     await glv.probe.wait_for(lambda _: True)
-    for _ in range(100):
-        if (await _status(glv, filed.ticket_id))["status"] == "held":
-            break
-        await glv.probe.poll()
-    assert (await _status(glv, filed.ticket_id))["status"] == "held"
+    await _wait_status(glv, filed.ticket_id, "held")
     assert len(glv.probe.of_type("SessionHeld")) == 1 and not glv.probe.of_type("SessionMissed")
 
 
