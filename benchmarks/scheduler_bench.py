@@ -815,11 +815,8 @@ def query_kind(query: str) -> str:
     for prefix, kind in (
         ("SELECT officer_id, lower(", "busy_day"),
         ("WITH new_slot", "create_slot"),
-        ("INSERT INTO slot", "insert_slot"),
-        ("INSERT INTO booking", "insert_booking"),
-        ("UPDATE slot SET seats_taken", "seat_update"),
+        ("UPDATE slot SET seats_taken", "seat_update"),  # webinar seats
         ("INSERT INTO seat", "seat_insert"),
-        ("SELECT s.slot_id", "get_slot"),
     ):
         if q.startswith(prefix):
             return kind

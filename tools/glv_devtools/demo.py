@@ -37,7 +37,6 @@ from glv_schemas.events import CancellationRequested, SlotAssigned, TicketFiled
 from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS, SCHEDULER_EVENTS, TICKETING_EVENTS, dead_letter_topic
 from glv_ticketing.settings import TicketingSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "demo-portal-token"
 # The local stack's role that may create databases (deploy/local/stack.sh).
 DEMO_ADMIN_DSN = "postgresql://glv_test:glv_test@127.0.0.1:55432/glv_test"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
 from glv_runtime.db import DbConnection
-from glv_scheduler.assignment import OpenWebinar
+from glv_scheduler.assignment import InMemoryBusy, OpenWebinar
 from glv_scheduler.calendar import WEEKDAYS, Closures, Interval, Office, Officer, ServiceType, WeeklyHours
 from glv_scheduler.catalog import Catalog
 from glv_scheduler.meetings import MeetingPlan
@@ -138,13 +138,14 @@ async def load_world(conn: DbConnection) -> World:
 # -------------------------------------------------------------------- bookings
 
 
-@dataclass
-class DbBusy:
-    """A BusyView over the live bookings, read one day at a time as the search goes."""
+class DbBusy(InMemoryBusy):
+    """A BusyView over the live bookings, read one officer-day at a time as the search goes."""
 
-    conn: DbConnection
-    _booked: dict[str, list[Interval]] = field(default_factory=dict)
-    _read: set[tuple[str, datetime]] = field(default_factory=set)
+    def __init__(self, conn: DbConnection) -> None:
+        super().__init__({})
+        self.conn = conn
+        self._read: set[tuple[str, datetime]] = set()
+        self._seen: set[tuple[str, datetime, datetime]] = set()
 
     async def prepare(self, officer_ids: Sequence[str], start: datetime, end: datetime) -> None:
         missing = [o for o in officer_ids if (o, start) not in self._read]
@@ -157,22 +158,12 @@ class DbBusy:
             "  AND lower(during) >= $2::timestamptz - interval '1 day' AND lower(during) < $3 AND upper(during) > $2",
             missing, start, end,
         )  # fmt: skip
-        for officer_id in missing:
-            self._read.add((officer_id, start))
-            self._booked.setdefault(officer_id, [])
+        self._read.update((officer_id, start) for officer_id in missing)
         for r in rows:
-            interval = (r["s"], r["e"])
-            if interval not in self._booked[r["officer_id"]]:
-                self._booked[r["officer_id"]].append(interval)
-
-    def is_free(self, officer_id: str, start: datetime, end: datetime) -> bool:
-        return all(e <= start or end <= s for s, e in self._booked.get(officer_id, ()))
-
-    def load(self, officer_id: str, start: datetime, end: datetime) -> float:
-        return (
-            sum(max(0.0, (min(e, end) - max(s, start)).total_seconds()) for s, e in self._booked.get(officer_id, ()))
-            / 60
-        )
+            key = (r["officer_id"], r["s"], r["e"])
+            if key not in self._seen:  # a booking across midnight is read with both days
+                self._seen.add(key)
+                self.book(r["officer_id"], (r["s"], r["e"]))
 
 
 async def create_slot(
