@@ -1,59 +1,53 @@
 """Batch consumption with exactly-once effects.
 
 A batch is what the partitions have ready, up to a bound. It is applied in one
-database transaction: the service's effects, the inbox rows of the events
-applied and the outbox rows of the events it publishes. Only after that
+unit of work: the service's effects, the inbox rows of the events applied, the
+outbox rows of the events it publishes and its dead letters. Only after that
 transaction commits are the offsets committed, so a crash anywhere redelivers
 the batch and the inbox makes the redelivery change nothing.
 
-If the batch transaction fails because of one message, the batch is applied
-again one message per transaction, each with bounded attempts; the ones that
-keep failing are dead-lettered (through the outbox, in the same transaction
-that records their position) and the rest are applied once.
+If the batch fails because of one message, the batch is applied again one
+message per unit of work, each with bounded attempts; the ones that keep failing
+are dead-lettered (in the unit of work that records their position) and the rest
+are applied once. A failure that says nothing about the messages (the database
+is down, a lock or statement timed out, the server is read-only) is an outage:
+nothing is acknowledged and the whole batch is retried after a backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from glv_runtime import metrics
-from glv_runtime.db import DbConnection
-from glv_runtime.deadletters import DeadLetter, write_dead_letters
+from glv_runtime.deadletters import DeadLetter, printable
+from glv_runtime.errors import Outage, is_outage
 from glv_runtime.logs import get_logger
-from glv_runtime.outbox import OutboxMessage, write_outbox
-from glv_schemas import CloudEvent, EnvelopeError, model_for, read_headers
+from glv_runtime.unit_of_work import Database, UnitOfWork
+from glv_schemas import CloudEvent, EnvelopeError, model_for, read_headers, topic_of
 
 log = get_logger(__name__)
 
-# Errors that say nothing about the message: the database is unreachable, or the
-# transaction lost a deadlock or serialization race against another replica.
-# Nothing is acknowledged and the batch is tried again after a backoff.
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.TransactionRollbackError,
-    OSError,
-    ConnectionError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.CannotConnectNowError,
-)
+# An event is far smaller (text fields are capped at 20,000 characters); anything
+# bigger is refused before it is parsed, so that it costs no memory to refuse.
+MAX_EVENT_BYTES = 512 * 1024
+# "\u0000" in JSON text (not preceded by an escaping backslash) decodes to NUL,
+# which PostgreSQL refuses in text and jsonb: refused here, with a clear code.
+_JSON_NUL = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
 
-
-class Outage(RuntimeError):
-    """The database cannot be reached; the caller must not acknowledge the batch."""
+__all__ = ["Outage", "PermanentFailure"]
 
 
 class PermanentFailure(Exception):
-    """A message the service can never apply (raised by a service's applier)."""
+    """A message the service can never apply (raised by decoding or by a handler)."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -71,9 +65,26 @@ class Delivery:
     key: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     value: bytes | None
+    # Set when the client library could not read the record at all (fetch_guard).
+    unreadable: str | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> Delivery:
+        unreadable = getattr(record, "unreadable", None)
+        if unreadable is not None:
+            # What the guard could still recover of it, kept for the dead letter.
+            return cls(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=getattr(record, "raw_key", None),
+                headers=tuple(
+                    (name.decode("utf-8", "backslashreplace"), value or b"")
+                    for name, value in getattr(record, "raw_headers", ()) or ()
+                ),
+                value=getattr(record, "raw_value", None),
+                unreadable=str(unreadable),
+            )
         return cls(
             topic=record.topic,
             partition=record.partition,
@@ -93,33 +104,61 @@ class Inbound:
     event: BaseModel
 
 
-Applier = Callable[[DbConnection, Sequence[Inbound]], Awaitable[list[OutboxMessage]]]
-"""A service's use case: apply these events in the open transaction, return what to publish."""
+Applier = Callable[[UnitOfWork, Sequence[Inbound]], Awaitable[None]]
+"""A service's use case: apply these events in the open unit of work."""
 
 
-def decode(delivery: Delivery) -> Inbound:
-    """Read envelope and data; raises PermanentFailure for anything malformed."""
+def check_key(delivery: Delivery, expected: str) -> None:
+    """A ticket's events are keyed by its id: one keyed otherwise could overtake or be
+    overtaken by the ticket's other events on another partition."""
+    if delivery.key is None:
+        raise PermanentFailure("missing_key", f"the record has no key; expected {expected!r}")
+    if delivery.key != expected.encode():
+        raise PermanentFailure("key_mismatch", "the record key is not the event's " + expected)
+
+
+def read_envelope(delivery: Delivery) -> CloudEvent:
+    """The CloudEvents attributes, or PermanentFailure for anything that is not one."""
+    if delivery.unreadable is not None:
+        raise PermanentFailure("unreadable_record", delivery.unreadable)
     try:
         cloud_event = read_headers(list(delivery.headers))
-        model = model_for(cloud_event.type)
     except EnvelopeError as exc:
         raise PermanentFailure(exc.code, exc.detail) from exc
     if delivery.value is None:
         raise PermanentFailure("empty_value", "the record has no value")
+    if len(delivery.value) > MAX_EVENT_BYTES:
+        raise PermanentFailure("too_large", f"{len(delivery.value)} bytes, the limit is {MAX_EVENT_BYTES}")
+    if _JSON_NUL.search(delivery.value):
+        raise PermanentFailure("nul_character", "the JSON holds a NUL character (\\u0000)")
+    return cloud_event
+
+
+def decode(delivery: Delivery) -> Inbound:
+    """Read envelope and data; raises PermanentFailure for anything malformed, whatever its bytes."""
+    cloud_event = read_envelope(delivery)
+    try:
+        model = model_for(cloud_event.type)
+    except EnvelopeError as exc:
+        raise PermanentFailure(exc.code, exc.detail) from exc
+    assert delivery.value is not None
     try:
         event = model.model_validate_json(delivery.value)
     except ValidationError as exc:
         # Field paths and error kinds only: the input values may be personal data.
         where = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['type']}" for e in exc.errors()[:10])
         code = "bad_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid_event"
-        raise PermanentFailure(code, where) from exc
+        raise PermanentFailure(code, printable(where) or "") from exc
+    except (ValueError, RecursionError, MemoryError) as exc:  # whatever a parser may still raise
+        raise PermanentFailure("bad_json", type(exc).__name__) from exc
+    check_key(delivery, str(getattr(event, topic_of(model).key)))
     return Inbound(delivery=delivery, cloud_event=cloud_event, event=event)
 
 
 class BatchProcessor:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        db: Database,
         apply: Applier,
         *,
         service: str,
@@ -128,13 +167,15 @@ class BatchProcessor:
         crash_after_db_commit: bool = False,
         decoder: Callable[[Delivery], Inbound] = decode,
     ) -> None:
-        self._pool = pool
+        self._db = db
         self._apply = apply
         self._service = service
         self._max_attempts = max_attempts
         self._retry_backoff_s = retry_backoff_s
         self._crash_after_db_commit = crash_after_db_commit
         self._decode = decoder
+        # When a batch last committed (monotonic seconds): readiness watches it.
+        self.last_progress = time.monotonic()
 
     async def process(self, deliveries: Sequence[Delivery]) -> None:
         """Apply a batch; returns once its effects are committed. Raises Outage."""
@@ -148,32 +189,35 @@ class BatchProcessor:
                 undecodable.append(DeadLetter.of(delivery, self._service, exc.code, exc.detail, attempts=1))
         try:
             await self._apply_together(decoded, undecodable)
-        except OUTAGE_ERRORS as exc:
-            raise Outage(repr(exc)) from exc
         except Exception as exc:
+            if is_outage(exc):
+                raise Outage(repr(exc)) from exc
             log.warning("batch failed, applying its messages one by one", error=repr(exc), size=len(deliveries))
             try:
-                await self._commit(lambda conn: self._dead_letter(conn, undecodable))
+                await self._commit(lambda uow: self._dead_letter(uow, undecodable))
                 for item in decoded:
                     await self._apply_alone(item)
-            except OUTAGE_ERRORS as outage:
-                raise Outage(repr(outage)) from outage
+            except Exception as again:
+                if is_outage(again):
+                    raise Outage(repr(again)) from again
+                raise
+        self.last_progress = time.monotonic()
         metrics.BATCH_SIZE.observe(len(deliveries))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _commit(self, work: Callable[[DbConnection], Awaitable[None]]) -> None:
-        async with self._pool.acquire() as conn:
-            async with conn.transaction():
-                await work(conn)
-            if self._crash_after_db_commit:
-                # Fault injection: die between the database commit and the offset commit.
-                os.kill(os.getpid(), signal.SIGKILL)
+    async def _commit(self, work: Callable[[UnitOfWork], Awaitable[None]]) -> None:
+        async with self._db.unit_of_work() as uow:
+            await work(uow)
+        if self._crash_after_db_commit:
+            # Fault injection: die between the database commit and the offset commit.
+            os.kill(os.getpid(), signal.SIGKILL)
 
     async def _apply_together(self, items: Sequence[Inbound], undecodable: Sequence[DeadLetter]) -> None:
-        async def work(conn: DbConnection) -> None:
-            await self._dead_letter(conn, undecodable)
-            fresh = await self._claim(conn, items)
-            await write_outbox(conn, await self._apply(conn, fresh) if fresh else [])
+        async def work(uow: UnitOfWork) -> None:
+            await self._dead_letter(uow, undecodable)
+            fresh = await self._claim(uow, items)
+            if fresh:
+                await self._apply(uow, fresh)
 
         await self._commit(work)
 
@@ -182,32 +226,32 @@ class BatchProcessor:
             try:
                 await self._apply_together([item], [])
                 return
-            except OUTAGE_ERRORS:
-                raise
             except PermanentFailure as exc:
                 code, detail = exc.code, exc.detail
                 break
             except Exception as exc:
+                if is_outage(exc):
+                    raise
                 metrics.FAILED.labels(topic=item.delivery.topic).inc()
-                code, detail = "handler_error", f"{type(exc).__name__}: {exc}"[:2000]
-                log.warning(
-                    "message failed",
-                    attempt=attempt,
-                    error=detail,
-                    event_id=item.cloud_event.id,
-                    ticket_id=item.cloud_event.subject,
-                )
+                # A data error of this one message (e.g. a value PostgreSQL refuses).
+                code, detail = "handler_error", printable(f"{type(exc).__name__}: {exc}") or ""
+                log.warning("message failed", attempt=attempt, error=detail, event_id=item.cloud_event.id)
                 if attempt < self._max_attempts:
                     await asyncio.sleep(self._retry_backoff_s * attempt)
         letter = DeadLetter.of(
             item.delivery, self._service, code, detail, attempts=attempt, event_id=item.cloud_event.id
         )
-        await self._commit(lambda conn: self._dead_letter(conn, [letter]))
+        await self._commit(lambda uow: self._dead_letter(uow, [letter]))
 
-    async def _claim(self, conn: DbConnection, items: Sequence[Inbound]) -> list[Inbound]:
-        """Record the events in the inbox; return those not applied before, first copy only."""
+    async def _claim(self, uow: UnitOfWork, items: Sequence[Inbound]) -> list[Inbound]:
+        """Record the events in the inbox; return those not applied before, first copy only.
+
+        An event is identified by (ce_source, ce_id), as CloudEvents defines it: two
+        portals may both send id "evt-1".
+        """
         if not items:
             return []
+        conn = uow.conn
         positions = await conn.fetch(
             'SELECT d.topic, d.partition, d."offset" FROM glv_dead_letter d'
             " JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS p(topic, partition, off)"
@@ -221,14 +265,17 @@ class BatchProcessor:
             i for i in items if (i.delivery.topic, i.delivery.partition, i.delivery.offset) not in already_dead
         ]
         rows = await conn.fetch(
-            "INSERT INTO glv_inbox (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+            "INSERT INTO glv_inbox (source, event_id) SELECT * FROM unnest($1::text[], $2::text[])"
+            " ON CONFLICT DO NOTHING RETURNING source, event_id",
+            [i.cloud_event.source for i in candidates],
             [i.cloud_event.id for i in candidates],
         )
-        new_ids = {r["event_id"] for r in rows}
+        new_ids = {(r["source"], r["event_id"]) for r in rows}
         fresh: list[Inbound] = []
         for item in candidates:
-            if item.cloud_event.id in new_ids:
-                new_ids.discard(item.cloud_event.id)  # a second copy in the same batch is a duplicate
+            identity = (item.cloud_event.source, item.cloud_event.id)
+            if identity in new_ids:
+                new_ids.discard(identity)  # a second copy in the same batch is a duplicate
                 fresh.append(item)
                 metrics.CONSUMED.labels(topic=item.delivery.topic, type=item.cloud_event.type).inc()
             else:
@@ -241,15 +288,6 @@ class BatchProcessor:
                 )
         return fresh
 
-    async def _dead_letter(self, conn: DbConnection, letters: Sequence[DeadLetter]) -> None:
-        for letter in await write_dead_letters(conn, letters):
-            metrics.DEAD_LETTERED.labels(topic=letter.topic, code=letter.code).inc()
-            log.warning(
-                "dead-lettered",
-                code=letter.code,
-                error=letter.error,
-                topic=letter.topic,
-                partition=letter.partition,
-                offset=letter.offset,
-                event_id=letter.event_id,
-            )
+    @staticmethod
+    async def _dead_letter(uow: UnitOfWork, letters: Sequence[DeadLetter]) -> None:
+        uow.dead_letter(*letters)

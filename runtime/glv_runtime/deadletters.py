@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -32,7 +33,25 @@ H_CODE = "x-dlq-error-code"
 H_SERVICE = "x-dlq-service"
 H_FAILED_AT = "x-dlq-failed-at"
 H_ATTEMPTS = "x-dlq-attempts"
-DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_ERROR, H_CODE, H_SERVICE, H_FAILED_AT, H_ATTEMPTS)
+# Present when the record had to be changed to be publishable at all.
+H_NO_KEY = "x-dlq-no-key"
+H_TRUNCATED = "x-dlq-truncated"
+H_ORIGINAL_LENGTH = "x-dlq-original-length"
+H_ORIGINAL_SHA256 = "x-dlq-original-sha256"
+DLQ_HEADERS: tuple[str, ...] = (H_TOPIC, H_PARTITION, H_OFFSET, H_ERROR, H_CODE, H_SERVICE, H_FAILED_AT)
+DLQ_HEADERS += (H_ATTEMPTS, H_NO_KEY, H_TRUNCATED, H_ORIGINAL_LENGTH, H_ORIGINAL_SHA256)
+# A record with neither key nor value cannot be published; this key stands in.
+PLACEHOLDER_KEY = b"glv-dlq:no-key"
+# Below the producer's 1 MiB request limit, with room for the headers.
+MAX_VALUE_BYTES = 512 * 1024
+MAX_HEADERS_BYTES = 64 * 1024
+
+
+def printable(text: str | None, limit: int = 2000) -> str | None:
+    """Text safe for a PostgreSQL text column and a log line: no NUL, no lone surrogates."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
 
 
 @dataclass(frozen=True)
@@ -72,21 +91,45 @@ class DeadLetter:
             H_TOPIC: self.topic,
             H_PARTITION: str(self.partition),
             H_OFFSET: str(self.offset),
-            H_ERROR: self.error[:1000],
+            H_ERROR: printable(self.error, 1000) or "",
             H_CODE: self.code,
             H_SERVICE: self.service,
             H_FAILED_AT: datetime.now(UTC).isoformat(),
             H_ATTEMPTS: str(self.attempts),
         }
+        key, value = self.key, self.value
+        if key is None and value is None:
+            key = PLACEHOLDER_KEY
+            extra[H_NO_KEY] = "true"
+        if value is not None and len(value) > MAX_VALUE_BYTES:
+            # Kept so that it can be published: the head of the value, and what
+            # identifies the whole (the original stays on its topic until retention).
+            extra[H_TRUNCATED] = "true"
+            extra[H_ORIGINAL_LENGTH] = str(len(value))
+            extra[H_ORIGINAL_SHA256] = hashlib.sha256(value).hexdigest()
+            value = value[:MAX_VALUE_BYTES]
+        if key is not None and len(key) > 1024:
+            key = key[:1024]
+            extra[H_TRUNCATED] = "true"
         # Original headers are kept byte for byte (they may be the very reason for
-        # failing); bytes that are not UTF-8 are escaped so the outbox can hold them.
-        headers = [(n, v) for n, v in self.headers if n not in extra]
+        # failing) as long as they fit.
+        headers: list[tuple[str, bytes]] = []
+        budget = MAX_HEADERS_BYTES
+        for name, header_value in self.headers:
+            if name in extra:
+                continue
+            budget -= len(name) + len(header_value)
+            if budget < 0:
+                extra[H_TRUNCATED] = "true"
+                break
+            # PostgreSQL's jsonb (the outbox) cannot hold a NUL, even in a header name.
+            headers.append((printable(name, 256) or "" if "\x00" in name else name, header_value))
         headers += [(n, v.encode()) for n, v in extra.items()]
         return OutboxMessage(
             topic=dead_letter_topic(self.service).name,
-            key=self.key,
+            key=key,
             headers=headers,
-            payload=self.value,
+            payload=value,
         )
 
 
@@ -101,9 +144,9 @@ async def write_dead_letters(conn: DbConnection, letters: Sequence[DeadLetter]) 
         [d.topic for d in letters],
         [d.partition for d in letters],
         [d.offset for d in letters],
-        [d.event_id for d in letters],
+        [printable(d.event_id, 400) for d in letters],
         [d.code for d in letters],
-        [d.error for d in letters],
+        [printable(d.error) for d in letters],
         [d.attempts for d in letters],
     )
     new = {(r["topic"], r["partition"], r["offset"]) for r in rows}
@@ -181,6 +224,9 @@ async def replay(bootstrap: str, service: str, offsets: set[int] | None, prefix:
             if offsets is not None and letter["dlq_offset"] not in offsets:
                 continue
             headers = {n: v for n, v in letter["headers"]}
+            if H_NO_KEY in headers or H_TRUNCATED in headers:
+                # Not the original record: nothing to replay, or only its head.
+                continue
             original_topic = headers[H_TOPIC].decode()
             await producer.send_and_wait(
                 original_topic,

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from glv_runtime.logs import get_logger
@@ -18,6 +18,16 @@ from glv_runtime.settings import ServiceSettings
 from glv_schemas import Topic
 
 log = get_logger(__name__)
+
+
+# Errors the producer raises before sending: retrying the same record cannot help.
+PERMANENT_SEND_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    InvalidTopicError,
+    ValueError,
+    TypeError,
+    AssertionError,
+)
 
 
 class ProducerConfigError(RuntimeError):
@@ -64,19 +74,23 @@ class KafkaSender:
     async def stop(self) -> None:
         await self.producer.stop()
 
-    async def send_all(self, records: Sequence[OutboxMessage]) -> None:
+    async def send_all(self, records: Sequence[OutboxMessage]) -> dict[int, str]:
         # Queue every record first (so they batch and keep their order per
-        # partition), then wait for all acknowledgements.
-        futures = [
-            await self.producer.send(
-                self._prefix + r.topic,
-                value=r.payload,
-                key=r.key,
-                headers=r.headers,
-            )
-            for r in records
-        ]
+        # partition), then wait for all acknowledgements. The producer checks a
+        # record before queueing it: one it refuses (too large, neither key nor
+        # value) can never be published, and is reported instead of raised so
+        # that it does not hold back the records behind it.
+        futures = []
+        refused: dict[int, str] = {}
+        for index, r in enumerate(records):
+            try:
+                futures.append(
+                    await self.producer.send(self._prefix + r.topic, value=r.payload, key=r.key, headers=r.headers)
+                )
+            except PERMANENT_SEND_ERRORS as exc:
+                refused[index] = f"{type(exc).__name__}: {exc}"
         await asyncio.gather(*futures)
+        return refused
 
 
 def build_broker(settings: ServiceSettings) -> KafkaBroker:

@@ -18,3 +18,7 @@ BATCH_SIZE = Histogram(
     "glv_handler_batch_size", "Messages per batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000)
 )
 OUTBOX_BACKLOG = Gauge("glv_outbox_backlog", "Outbox rows not yet published")
+OUTBOX_PARKED = Counter(
+    "glv_outbox_parked_total", "Outbox rows the broker can never take, parked with their error", ["topic"]
+)
+CONSUMER_STALLED = Gauge("glv_consumer_stalled", "1 while the consumer has lag and has made no progress for too long")

@@ -23,6 +23,10 @@ class ServiceSettings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql://glv:glv@127.0.0.1:55432/glv")
     db_pool_min: int = 2
     db_pool_max: int = 10
+    db_connect_timeout_s: float = Field(default=10.0, gt=0)
+    # A runaway statement or lock wait fails as an outage (retried), instead of holding a partition.
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_lock_timeout_ms: int = Field(default=5_000, ge=0)
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -35,6 +39,9 @@ class ServiceSettings(BaseSettings):
     retry_backoff_s: float = Field(default=0.2, ge=0)
     # Backoff while the database or broker is unreachable (nothing is acked meanwhile).
     outage_backoff_s: float = Field(default=1.0, gt=0)
+    outage_backoff_max_s: float = Field(default=30.0, gt=0)
+    # /readyz turns false when the consumer has lag and has committed nothing for this long.
+    stall_timeout_s: float = Field(default=120.0, gt=0)
 
     # Producing: linger is set explicitly; idempotence and acks=all are not settings.
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
@@ -50,8 +57,14 @@ class ServiceSettings(BaseSettings):
     # Outbox relay: LISTEN/NOTIFY wakes it; this poll is what makes it correct.
     relay_poll_interval_s: float = Field(default=0.5, gt=0)
     relay_batch_size: int = Field(default=1000, gt=0)
+    relay_batch_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     outbox_retention_s: int = Field(default=3600, ge=0)
     inbox_retention_days: int = Field(default=30, gt=0)
+    # Side-effect jobs and periodic tasks (glv_runtime.jobs).
+    job_concurrency: int = Field(default=8, gt=0)
+    job_poll_interval_s: float = Field(default=1.0, gt=0)
+    job_retention_s: int = Field(default=7 * 24 * 3600, ge=0)
+    housekeeping_interval_s: float = Field(default=60.0, gt=0)
 
     graceful_timeout_s: float = Field(default=20.0, gt=0)
     log_level: str = "INFO"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,8 @@ def subscribe_batches(
     )
     parser.subscriber = subscriber
 
+    backoff = OutageBackoff(settings.outage_backoff_s, settings.outage_backoff_max_s)
+
     @subscriber
     async def consume_batch(message: KafkaMessage) -> None:
         records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
@@ -84,10 +87,29 @@ def subscribe_batches(
         except Exception as exc:
             # An outage (or a bug): rewind so nothing past this batch is committed,
             # back off, and let the consumer fetch the same records again.
-            log.warning("batch not applied, will be redelivered", error=repr(exc), size=len(records))
+            delay = backoff.next()
+            log.warning("batch not applied, will be redelivered", error=repr(exc), size=len(records), retry_in_s=delay)
             await message.nack()
-            await asyncio.sleep(settings.outage_backoff_s)
+            await asyncio.sleep(delay)
             return
+        backoff.reset()
         await message.ack()
 
     return subscriber
+
+
+class OutageBackoff:
+    """Exponential, capped, with jitter: replicas waiting out one outage do not retry in step."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+        self._failures = 0
+
+    def next(self) -> float:
+        self._failures += 1
+        ceiling = min(self._max_s, self._first_s * 2 ** (self._failures - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self._failures = 0

@@ -89,6 +89,8 @@ def read_headers(raw_headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes],
             headers[name] = value.decode() if value is not None else ""
         except UnicodeDecodeError as exc:
             raise EnvelopeError("bad_header", f"header {name!r} is not UTF-8") from exc
+        if "\x00" in headers[name] and name.startswith("ce_"):
+            raise EnvelopeError("bad_header", f"header {name!r} holds a NUL character")
     missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
     if missing:
         raise EnvelopeError("missing_header", f"missing CloudEvents headers: {', '.join(missing)}")
