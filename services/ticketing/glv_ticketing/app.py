@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from glv_runtime.service import RunningService, ServiceSpec, run_until_signalled
-from glv_schemas import consumed_by
+from glv_runtime.service import ServiceSpec, run_until_signalled
+from glv_schemas.topics import CATALOG
 from glv_ticketing.api import status_routes
 from glv_ticketing.handlers import TicketingUseCase, decode_for_ticketing
 from glv_ticketing.settings import TicketingSettings
@@ -19,20 +19,16 @@ def build_spec(
     settings: TicketingSettings | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> ServiceSpec:
     settings = settings or TicketingSettings()
-    use_case = TicketingUseCase(clock)
     return ServiceSpec(
         name=SERVICE,
         settings=settings,
         migrations=["glv_ticketing.migrations"],
-        consumes=consumed_by(SERVICE),
-        apply=use_case.apply,
+        router=TicketingUseCase(clock).router(),
         decoder=decode_for_ticketing,
-        routes=lambda pool: status_routes(pool, settings.portal_tokens),
+        # No ticket is judged against a catalog ticketing has not read to its end.
+        restore_first=[CATALOG],
+        routes=lambda db: status_routes(db.pool, settings.portal_tokens),
     )
-
-
-def build_service(settings: TicketingSettings | None = None) -> RunningService:
-    return RunningService(build_spec(settings))
 
 
 def main() -> None:

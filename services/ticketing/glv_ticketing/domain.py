@@ -4,6 +4,7 @@ a reschedule request, and how downstream events move a ticket along its life."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -14,6 +15,7 @@ from glv_schemas.events import (
     CancellationRequested,
     Reason,
     RescheduleRequested,
+    SessionKind,
     TicketFiled,
 )
 
@@ -22,11 +24,20 @@ DESCRIPTION_MAX = 4000
 NAME_MAX = 200
 ORGANISATION_MAX = 200
 WINDOWS_MAX = 5
+# How far a portal's clock may run ahead of ours before its filed_at is refused.
+FILED_AT_SKEW = timedelta(minutes=5)
+# stakeholder_ref travels into meeting join URLs and the scheduler's database, so it is
+# kept to characters that need no escaping anywhere: 128 emoji once pushed a join URL past
+# 2,083 characters, and a NUL broke an insert. Checked with fullmatch (no `$` newline gap).
+STAKEHOLDER_REF_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
 
 class Status(StrEnum):
     ACCEPTED = "accepted"
     WAITLISTED = "waitlisted"
+    # The scheduler cannot place it (no officer has the skill, unknown office, ...):
+    # not final, so that the portal can still cancel it.
+    UNSCHEDULABLE = "unschedulable"
     SCHEDULED = "scheduled"
     HELD = "held"
     MISSED = "missed"
@@ -43,6 +54,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_schema": ("Format tiket tidak valid.", "The ticket does not match the TicketFiled schema."),
     "unknown_office": ("Kantor tidak dikenal atau tidak aktif.", "The office is unknown or not active."),
     "service_not_offered": ("Layanan tidak tersedia di kantor ini.", "The office does not offer this service."),
+    "kind_mismatch": (
+        "Jenis sesi tidak sesuai dengan layanan ini.",
+        "The session kind does not match this service.",
+    ),
+    "filed_in_future": (
+        "Waktu pengajuan berada di masa depan.",
+        "The filing time is in the future.",
+    ),
+    "invalid_stakeholder_ref": (
+        "ID pemohon tidak valid (1-64 karakter: huruf, angka, . _ : @ -).",
+        "The stakeholder id is invalid (1-64 characters: letters, digits, . _ : @ -).",
+    ),
     "no_contact_channel": (
         "Sertakan minimal satu kontak: surel atau nomor telepon.",
         "Give at least one contact channel: e-mail or phone number.",
@@ -84,6 +107,8 @@ class ServiceRule:
     duration_minutes: int
     min_notice_hours: int
     booking_horizon_days: int
+    # None: the catalog does not say (ServiceOffering carries no kind yet), so any kind is taken.
+    kind: SessionKind | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +185,8 @@ def decide_filing(filed: TicketFiled, existing: Ticket | None, office: Office | 
         return Reject([reason("duplicate_conflict", "ticket_id")])
 
     problems: list[Reason] = []
+    if filed.filed_at - now > FILED_AT_SKEW:
+        problems.append(reason("filed_in_future", "filed_at"))
     rule: ServiceRule | None = None
     if office is None or not office.active:
         problems.append(reason("unknown_office", "office_code"))
@@ -167,7 +194,11 @@ def decide_filing(filed: TicketFiled, existing: Ticket | None, office: Office | 
         rule = office.services.get(filed.service_code)
         if rule is None:
             problems.append(reason("service_not_offered", "service_code"))
+        elif rule.kind is not None and filed.kind != rule.kind:
+            problems.append(reason("kind_mismatch", "kind"))
     person = filed.stakeholder
+    if not STAKEHOLDER_REF_PATTERN.fullmatch(person.stakeholder_ref):
+        problems.append(reason("invalid_stakeholder_ref", "stakeholder.stakeholder_ref"))
     if not person.email and not person.phone:
         problems.append(reason("no_contact_channel", "stakeholder"))
     for name, text, limit in (

@@ -15,16 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from glv_runtime.consumer import Delivery, Inbound, PermanentFailure, decode
+from glv_runtime.consumer import Delivery, Inbound, PermanentFailure, check_key, decode, read_envelope
 from glv_runtime.db import DbConnection
-from glv_runtime.deadletters import DeadLetter, write_dead_letters
+from glv_runtime.deadletters import DeadLetter
 from glv_runtime.logs import get_logger
 from glv_runtime.outbox import OutboxMessage, event_message
+from glv_runtime.router import Router
+from glv_runtime.unit_of_work import UnitOfWork
 from glv_schemas import events as ev
-from glv_schemas import read_headers
 from glv_schemas.base import Event
 from glv_ticketing import store
 from glv_ticketing.domain import (
@@ -69,14 +69,15 @@ def decode_for_ticketing(delivery: Delivery) -> Inbound:
     except PermanentFailure as failure:
         if failure.code != "invalid_event" or delivery.value is None:
             raise
+        cloud_event = read_envelope(delivery)
+        if cloud_event.type != ev.TicketFiled.event_type():
+            raise
         try:
-            cloud_event = read_headers(list(delivery.headers))
             raw = json.loads(delivery.value)
             ticket_id = UUID(str(raw["ticket_id"]))
         except Exception:
             raise failure from None
-        if cloud_event.type != ev.TicketFiled.event_type():
-            raise
+        check_key(delivery, str(ticket_id))
         problems: list[tuple[str, str]] = []
         try:
             ev.TicketFiled.model_validate(raw)
@@ -108,6 +109,7 @@ class _BatchState:
 
     offices: dict[str, Office]
     tickets: dict[str, Ticket]
+    now: datetime
     changed: dict[str, Ticket] = field(default_factory=dict)
     history: list[store.HistoryEntry | _PendingAcceptance] = field(default_factory=list)
     outbox: list[OutboxMessage | _PendingAcceptance] = field(default_factory=list)
@@ -120,47 +122,55 @@ class _BatchState:
 
 
 class TicketingUseCase:
+    """Ticketing's handlers. A batch's tickets and offices are loaded once (`prepare`),
+    each message changes them in memory, and `finish` writes them in a few statements."""
+
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clock = clock
 
-    async def apply(self, conn: DbConnection, items: Sequence[Inbound]) -> list[OutboxMessage]:
-        now = self._clock()
-        ticket_ids = [item.event.ticket_id for item in items if hasattr(item.event, "ticket_id")]
-        state = _BatchState(offices=await store.load_offices(conn), tickets=await store.load_tickets(conn, ticket_ids))
-        for item in items:
-            with structlog.contextvars.bound_contextvars(
-                event_id=item.cloud_event.id,
-                ticket_id=str(getattr(item.event, "ticket_id", "")) or None,
-                trace_id=item.cloud_event.trace_id,
-            ):
-                await self._apply_one(conn, state, item, now)
-        await self._issue_codes(conn, state, now)
-        await store.save_tickets(conn, list(state.changed.values()), now)
-        await store.add_history(conn, [h for h in state.history if isinstance(h, store.HistoryEntry)])
-        return [m for m in state.outbox if isinstance(m, OutboxMessage)]
+    def router(self) -> Router[_BatchState]:
+        router: Router[_BatchState] = Router("ticketing", prepare=self.prepare, finish=self.finish)
+        router.handle(ev.TicketFiled, self.file)
+        router.handle(InvalidFiling, self.refuse_invalid)
+        router.handle(ev.CancellationRequested, self.cancel)
+        router.handle(ev.RescheduleRequested, self.reschedule)
+        router.handle(ev.OfficeCatalogUpdated, self.apply_catalog_entry)
+        router.on(
+            ev.SlotAssigned,
+            ev.SlotReleased,
+            ev.SchedulingFailed,
+            ev.SessionHeld,
+            ev.SessionMissed,
+            ev.RecordingArchived,
+            ev.ArchiveFailed,
+        )(self.track)
+        return router
 
-    async def _apply_one(self, conn: DbConnection, state: _BatchState, item: Inbound, now: datetime) -> None:
-        event = item.event
-        match event:
-            case ev.TicketFiled():
-                self._file(state, item, event, now)
-            case InvalidFiling():
-                await self._refuse_invalid(conn, state, item, event, now)
-            case ev.CancellationRequested():
-                await self._issue_codes(conn, state, now)  # a ticket accepted earlier in this batch needs its code
-                self._cancel(state, item, event, now)
-            case ev.RescheduleRequested():
-                await self._issue_codes(conn, state, now)
-                self._reschedule(state, item, event, now)
-            case ev.OfficeCatalogUpdated():
-                state.offices[event.office_code] = await store.upsert_office(conn, event)
-                log.info("catalog entry applied", office_code=event.office_code)
-            case _:
-                self._track(state, item, now)
+    async def prepare(self, uow: UnitOfWork, items: Sequence[Inbound]) -> _BatchState:
+        ticket_ids = [item.event.ticket_id for item in items if hasattr(item.event, "ticket_id")]
+        return _BatchState(
+            offices=await store.load_offices(uow.conn),
+            tickets=await store.load_tickets(uow.conn, ticket_ids),
+            now=self._clock(),
+        )
+
+    async def finish(self, uow: UnitOfWork, state: _BatchState) -> None:
+        await self._issue_codes(uow.conn, state)
+        await store.save_tickets(uow.conn, list(state.changed.values()), state.now)
+        await store.add_history(uow.conn, [h for h in state.history if isinstance(h, store.HistoryEntry)])
+        uow.publish_messages([m for m in state.outbox if isinstance(m, OutboxMessage)])
+
+    async def apply_catalog_entry(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
+        entry = item.event
+        assert isinstance(entry, ev.OfficeCatalogUpdated)
+        state.offices[entry.office_code] = await store.upsert_office(uow.conn, entry)
+        log.info("catalog entry applied", office_code=entry.office_code)
 
     # ------------------------------------------------------------------ filings
 
-    def _file(self, state: _BatchState, item: Inbound, filed: ev.TicketFiled, now: datetime) -> None:
+    async def file(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
+        filed, now = item.event, state.now
+        assert isinstance(filed, ev.TicketFiled)
         key = str(filed.ticket_id)
         existing = state.tickets.get(key)
         decision = decide_filing(filed, existing, state.offices.get(filed.office_code), now)
@@ -205,9 +215,9 @@ class TicketingUseCase:
                 )
                 log.info("ticket rejected", reasons=[r.code for r in reasons])
 
-    async def _refuse_invalid(
-        self, conn: DbConnection, state: _BatchState, item: Inbound, invalid: InvalidFiling, now: datetime
-    ) -> None:
+    async def refuse_invalid(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
+        invalid, now = item.event, state.now
+        assert isinstance(invalid, InvalidFiling)
         key = str(invalid.ticket_id)
         existing = state.tickets.get(key)
         if existing is not None and existing.content_hash == invalid.fingerprint:
@@ -237,20 +247,16 @@ class TicketingUseCase:
         )
         # The malformed record is also kept on the dead-letter topic for ops.
         detail = "; ".join(f"{where}: {kind}" for where, kind in invalid.problems)
-        await write_dead_letters(
-            conn,
-            [
-                DeadLetter.of(
-                    item.delivery, "ticketing", "invalid_event", detail, attempts=1, event_id=item.cloud_event.id
-                )
-            ],
+        uow.dead_letter(
+            DeadLetter.of(item.delivery, "ticketing", "invalid_event", detail, attempts=1, event_id=item.cloud_event.id)
         )
 
-    async def _issue_codes(self, conn: DbConnection, state: _BatchState, now: datetime) -> None:
+    async def _issue_codes(self, conn: DbConnection, state: _BatchState) -> None:
         """Reserve codes per office and local day in one statement each, then put every
         pending acceptance's history entry and event in the place it was decided."""
         if not state.accepted:
             return
+        now = state.now
         by_day: dict[tuple[str, Any], list[_PendingAcceptance]] = defaultdict(list)
         for pending in state.accepted:
             by_day[(pending.decision.office.code, pending.decision.local_day)].append(pending)
@@ -281,7 +287,10 @@ class TicketingUseCase:
 
     # ------------------------------------------------- cancellation, reschedule
 
-    def _cancel(self, state: _BatchState, item: Inbound, request: ev.CancellationRequested, now: datetime) -> None:
+    async def cancel(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
+        request, now = item.event, state.now
+        assert isinstance(request, ev.CancellationRequested)
+        await self._issue_codes(uow.conn, state)  # a ticket accepted earlier in this batch needs its code
         ticket = state.tickets.get(str(request.ticket_id))
         decision = decide_cancellation(request, ticket)
         if isinstance(decision, Approve) and ticket is not None and ticket.ticket_code is not None:
@@ -298,7 +307,10 @@ class TicketingUseCase:
             ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
         ))  # fmt: skip
 
-    def _reschedule(self, state: _BatchState, item: Inbound, request: ev.RescheduleRequested, now: datetime) -> None:
+    async def reschedule(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
+        request, now = item.event, state.now
+        assert isinstance(request, ev.RescheduleRequested)
+        await self._issue_codes(uow.conn, state)
         ticket = state.tickets.get(str(request.ticket_id))
         office = state.offices.get(ticket.office_code) if ticket is not None else None
         decision = decide_reschedule(request, ticket, office, now)
@@ -333,13 +345,13 @@ class TicketingUseCase:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def _track(self, state: _BatchState, item: Inbound, now: datetime) -> None:
+    async def track(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
         event = item.event
-        transition = lifecycle_transition(event)
         key = str(getattr(event, "ticket_id", ""))
         ticket = state.tickets.get(key)
         if ticket is None:
             raise PermanentFailure("unknown_ticket", f"{item.cloud_event.type} for a ticket ticketing never accepted")
+        transition = lifecycle_transition(event, ticket.status)
         ticket.status = next_status(ticket.status, transition)
         state.save(ticket)
         self._history(
@@ -371,8 +383,8 @@ class TicketingUseCase:
         )
 
 
-def lifecycle_transition(event: BaseModel) -> Transition:
-    """The history entry and status a downstream event means for its ticket."""
+def lifecycle_transition(event: BaseModel, current: Status) -> Transition:
+    """The history entry and status a downstream event means for a ticket in `current`."""
     match event:
         case ev.SlotAssigned():
             return Transition(
@@ -382,12 +394,13 @@ def lifecycle_transition(event: BaseModel) -> Transition:
             )
         case ev.SlotReleased():
             return Transition("slot_released", None, {"reason": event.reason})
+        case ev.SchedulingFailed() if event.waitlisted:
+            return Transition("waitlisted", Status.WAITLISTED, {"reason": event.reason})
+        case ev.SchedulingFailed() if current == Status.SCHEDULED:
+            # A reschedule found no new slot: the ticket keeps the slot it has.
+            return Transition("reschedule_failed", None, {"reason": event.reason})
         case ev.SchedulingFailed():
-            return Transition(
-                "waitlisted" if event.waitlisted else "scheduling_failed",
-                Status.WAITLISTED if event.waitlisted else None,
-                {"reason": event.reason},
-            )
+            return Transition("unschedulable", Status.UNSCHEDULABLE, {"reason": event.reason})
         case ev.SessionHeld():
             return Transition("held", Status.HELD)
         case ev.SessionMissed():

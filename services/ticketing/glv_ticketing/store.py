@@ -38,6 +38,7 @@ def _office(row: asyncpg.Record) -> Office:
                 duration_minutes=s["duration_minutes"],
                 min_notice_hours=s["min_notice_hours"],
                 booking_horizon_days=s["booking_horizon_days"],
+                kind=s.get("kind"),
             )
             for s in services
         },
