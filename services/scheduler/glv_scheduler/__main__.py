@@ -11,56 +11,30 @@ from pathlib import Path
 
 import asyncpg
 
-from glv_runtime.kafka import KafkaSender, ensure_topics
-from glv_runtime.migrate import apply_migrations
-from glv_runtime.outbox import OutboxRelay, event_message, write_outbox
+from glv_runtime.outbox import OutboxMessage
+from glv_runtime.service import run_command
+from glv_runtime.unit_of_work import Database
 from glv_scheduler import sessions, store
 from glv_scheduler.app import main as run_service
 from glv_scheduler.app import meeting_provider
 from glv_scheduler.catalog import read_catalog
 from glv_scheduler.meetings import Participant
 from glv_scheduler.settings import SchedulerSettings
-from glv_schemas import ALL_TOPICS
 
-MIGRATIONS = ["glv_runtime.migrations", "glv_scheduler.migrations"]
-
-
-async def _flush_outbox(settings: SchedulerSettings, pool: asyncpg.Pool) -> int:
-    """Publish what the command wrote, now (a running scheduler's relay would too)."""
-    await ensure_topics(settings, ALL_TOPICS)
-    sender = KafkaSender(settings)
-    await sender.start()
-    relay = OutboxRelay(
-        pool, sender, dsn=settings.dsn(), poll_interval_s=0.2, batch_size=1000, retention_s=settings.outbox_retention_s
-    )
-    published = 0
-    try:
-        while True:
-            count = await relay.publish_once()
-            published += count
-            if count == 0 and not await pool.fetchval("SELECT count(*) FROM glv_outbox WHERE sent_at IS NULL"):
-                return published
-            if count == 0:
-                await asyncio.sleep(0.2)  # another relay holds the lock; it is publishing them
-    finally:
-        await sender.stop()
+MIGRATIONS = ["glv_scheduler.migrations"]
+SOURCE = "/glv/scheduler"
 
 
 async def load_catalog(settings: SchedulerSettings, path: Path) -> str:
     catalog = read_catalog(path)
-    pool = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn:
-            await apply_migrations(conn, MIGRATIONS)
-            async with conn.transaction():
-                await store.save_catalog(conn, catalog)
-                entries = catalog.office_entries(datetime.now(UTC))
-                await write_outbox(
-                    conn, [event_message(e, source="/glv/scheduler", key=e.office_code) for e in entries]
-                )
-        await _flush_outbox(settings, pool)
-    finally:
-        await pool.close()
+
+    async def store_and_publish(db: Database) -> None:
+        async with db.unit_of_work() as uow:
+            await store.save_catalog(uow.conn, catalog)
+            for entry in catalog.office_entries(datetime.now(UTC)):
+                uow.publish(entry, key=entry.office_code)
+
+    await run_command(settings, MIGRATIONS, SOURCE, store_and_publish)
     return (
         f"catalog loaded: {len(catalog.services)} services, {len(catalog.offices)} offices, "
         f"{len(catalog.officers)} officers; published to the catalog topic"
@@ -68,17 +42,20 @@ async def load_catalog(settings: SchedulerSettings, path: Path) -> str:
 
 
 async def report_session(settings: SchedulerSettings, slot_id: uuid.UUID, *, held: bool, party: str, notes: str) -> str:
-    pool = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
+    async def record(db: Database) -> list[OutboxMessage]:
+        async with db.unit_of_work() as uow:
             messages = await sessions.officer_report(
-                conn, slot_id, held=held, missing=party if not held else None,  # type: ignore[arg-type]
-                notes=notes, now=datetime.now(UTC),
-            )  # fmt: skip
-            await write_outbox(conn, messages)
-        await _flush_outbox(settings, pool)
-    finally:
-        await pool.close()
+                uow.conn,
+                slot_id,
+                held=held,
+                missing=party if not held else None,  # type: ignore[arg-type]
+                notes=notes,
+                now=datetime.now(UTC),
+            )
+            uow.publish_messages(messages)
+        return messages
+
+    messages = await run_command(settings, MIGRATIONS, SOURCE, record)
     return (
         f"{len(messages)} session outcome(s) recorded"
         if messages

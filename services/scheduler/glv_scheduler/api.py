@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-import asyncpg
 from pydantic import SecretStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from glv_runtime.logs import get_logger
-from glv_runtime.outbox import write_outbox
+from glv_runtime.unit_of_work import Database
 from glv_scheduler import sessions
 from glv_scheduler.webhooks import WebhookRejected, parse_meeting_ended, verify
 
@@ -20,7 +19,7 @@ log = get_logger(__name__)
 
 
 def webhook_routes(
-    pool: asyncpg.Pool,
+    db: Database,
     secrets: Sequence[SecretStr],
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Sequence[BaseRoute]:
@@ -45,10 +44,9 @@ def webhook_routes(
         except ValueError:
             return JSONResponse({"error": "invalid payload", "problems": ["body is not JSON"]}, status_code=400)
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                messages = await sessions.meeting_ended(conn, report, now)
-                if messages is not None:
-                    await write_outbox(conn, messages)
+            async with db.unit_of_work() as uow:
+                messages = await sessions.meeting_ended(uow.conn, report, now)
+                uow.publish_messages(messages or [])
         except sessions.UnknownSlot:
             # Raised inside the transaction, so the delivery id is not kept: a retry may succeed.
             return JSONResponse({"error": "unknown room"}, status_code=404)

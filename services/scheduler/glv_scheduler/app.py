@@ -6,16 +6,14 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import asyncpg
-
+from glv_runtime.jobs import Periodic
 from glv_runtime.logs import get_logger
-from glv_runtime.outbox import write_outbox
 from glv_runtime.service import ServiceSpec, run_until_signalled
+from glv_runtime.unit_of_work import Database
 from glv_scheduler.api import webhook_routes
 from glv_scheduler.handlers import SchedulerUseCase
 from glv_scheduler.meetings import MeetingProvider, provider_from_settings
 from glv_scheduler.settings import DEV_SECRET, SchedulerSettings
-from glv_schemas import consumed_by
 
 SERVICE = "scheduler"
 log = get_logger(__name__)
@@ -42,23 +40,16 @@ def build_spec(
     if settings.meeting_provider == "jitsi" and settings.jitsi_app_secret.get_secret_value() == DEV_SECRET:
         log.warning("the Jitsi token secret is the development placeholder: set GLV_SCHEDULER_JITSI_APP_SECRET")
 
-    async def sweep(pool: asyncpg.Pool) -> None:
-        while True:
-            await asyncio.sleep(settings.waitlist_sweep_interval_s)
-            try:
-                async with pool.acquire() as conn, conn.transaction():
-                    await write_outbox(conn, await use_case.sweep_waitlist(conn))
-            except Exception as exc:  # a failed sweep is retried at the next period
-                log.warning("waitlist sweep failed", error=repr(exc))
+    async def sweep(db: Database) -> None:
+        await use_case.sweep_waitlist(db)
 
     return ServiceSpec(
         name=SERVICE,
         settings=settings,
         migrations=["glv_scheduler.migrations"],
-        consumes=consumed_by(SERVICE),
-        apply=use_case.apply,
-        routes=lambda pool: webhook_routes(pool, settings.webhook_secrets, clock),
-        background=[sweep],
+        router=use_case.router(),
+        routes=lambda db: webhook_routes(db, settings.webhook_secrets, clock),
+        periodic=[Periodic("waitlist-sweep", settings.waitlist_sweep_interval_s, sweep)],
     )
 
 

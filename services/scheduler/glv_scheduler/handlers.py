@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-import structlog
 from prometheus_client import Counter, Histogram
 
 from glv_runtime.consumer import Inbound
 from glv_runtime.db import DbConnection
 from glv_runtime.logs import get_logger
 from glv_runtime.outbox import OutboxMessage, event_message
+from glv_runtime.router import Router
+from glv_runtime.unit_of_work import Database, UnitOfWork
 from glv_scheduler import store
 from glv_scheduler.assignment import Request, choose_webinar, eligible_officers, find_slot
 from glv_scheduler.meetings import MeetingProvider, Participant
@@ -32,6 +33,7 @@ log = get_logger(__name__)
 SOURCE = "/glv/scheduler"
 STAKEHOLDER = "Pemohon"  # a role label, not a name: join links travel in events
 MAX_CLASHES = 25
+SWEEP_PAGE = 50  # waiting tickets a sweep places per unit of work
 
 ASSIGN_SECONDS = Histogram(
     "glv_scheduler_assignment_seconds",
@@ -62,39 +64,56 @@ class Failed:
     waitlist: bool
 
 
+@dataclass
+class _BatchContext:
+    world: store.World
+    now: datetime
+
+
 class SchedulerUseCase:
     def __init__(self, meetings: MeetingProvider, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._meetings = meetings
         self._clock = clock
 
-    async def apply(self, conn: DbConnection, items: Sequence[Inbound]) -> list[OutboxMessage]:
-        now = self._clock()
-        world = await store.load_world(conn)
-        outbox: list[OutboxMessage] = []
-        for item in items:
-            with structlog.contextvars.bound_contextvars(
-                event_id=item.cloud_event.id,
-                ticket_id=str(getattr(item.event, "ticket_id", "")) or None,
-                trace_id=item.cloud_event.trace_id,
-            ):
-                outbox.extend(await self._apply_one(conn, world, item, now))
-        return outbox
+    def router(self) -> Router[_BatchContext]:
+        router: Router[_BatchContext] = Router("scheduler", prepare=self.prepare)
+        router.handle(ev.TicketAccepted, self.accept)
+        router.handle(ev.TicketCancelled, self.cancel)
+        router.handle(ev.RescheduleApproved, self.reschedule)
+        # Rejections and refusals concern no slot.
+        router.ignore(ev.TicketRejected, ev.CancellationRefused, ev.RescheduleRefused)
+        return router
 
-    async def _apply_one(
-        self, conn: DbConnection, world: store.World, item: Inbound, now: datetime
-    ) -> list[OutboxMessage]:
-        event = item.event
-        trace = item.cloud_event.traceparent
-        match event:
-            case ev.TicketAccepted():
-                return await self._accept(conn, world, event, now, trace)
-            case ev.TicketCancelled():
-                return await self._cancel(conn, world, event, now, trace)
-            case ev.RescheduleApproved():
-                return await self._reschedule(conn, world, event, now, trace)
-            case _:
-                # Rejections and refusals on the same topic concern no slot.
-                return []
+    async def prepare(self, uow: UnitOfWork, items: Sequence[Inbound]) -> _BatchContext:
+        # The waitlist locks the batch may need, taken up front in one fixed order: two
+        # replicas' batches touching the same offices then wait for each other instead of
+        # deadlocking (a refill takes its lock again, which changes nothing).
+        pairs = [
+            (item.event.office_code, item.event.service_code)
+            for item in items
+            if isinstance(item.event, ev.TicketAccepted | ev.RescheduleApproved)
+        ]
+        cancelled = [item.event.ticket_id for item in items if isinstance(item.event, ev.TicketCancelled)]
+        await store.lock_waitlists(uow.conn, pairs, cancelled)
+        return _BatchContext(world=await store.load_world(uow.conn), now=self._clock())
+
+    async def accept(self, uow: UnitOfWork, batch: _BatchContext, item: Inbound) -> None:
+        assert isinstance(item.event, ev.TicketAccepted)
+        uow.publish_messages(
+            await self._accept(uow.conn, batch.world, item.event, batch.now, item.cloud_event.traceparent)
+        )
+
+    async def cancel(self, uow: UnitOfWork, batch: _BatchContext, item: Inbound) -> None:
+        assert isinstance(item.event, ev.TicketCancelled)
+        uow.publish_messages(
+            await self._cancel(uow.conn, batch.world, item.event, batch.now, item.cloud_event.traceparent)
+        )
+
+    async def reschedule(self, uow: UnitOfWork, batch: _BatchContext, item: Inbound) -> None:
+        assert isinstance(item.event, ev.RescheduleApproved)
+        uow.publish_messages(
+            await self._reschedule(uow.conn, batch.world, item.event, batch.now, item.cloud_event.traceparent)
+        )
 
     # ------------------------------------------------------------- accepting
 
@@ -110,33 +129,58 @@ class SchedulerUseCase:
             windows=tuple((w.start, w.end) for w in accepted.preferred_windows),
             status="waitlisted",
         )
-        if not await store.add_request(conn, record, accepted.accepted_at):
+        status = await store.add_request(conn, record, accepted.accepted_at)
+        if status is None:
             return []  # already known: a replay of an accepted ticket changes nothing
+        if status == "cancelled":
+            # Its TicketCancelled came first (this acceptance was dead-lettered and replayed).
+            log.info("accepted ticket was cancelled before: nothing booked")
+            return []
         return await self._place(conn, world, record, now, trace)
 
     async def _place(
         self, conn: DbConnection, world: store.World, record: store.RequestRecord, now: datetime, trace: str | None
     ) -> list[OutboxMessage]:
-        outcome = await self._timed_assign(conn, world, record, now)
+        """Place a ticket without a slot, first come first served: tickets of its office and
+        service that wait since before it are served first, and if one of them finds no room,
+        neither does this one (it joins the waitlist behind them)."""
+        messages, blocked = await self._refill(
+            conn, world, record.office_code, record.service_code, now, trace, before=record.ticket_id
+        )
+        outcome = blocked if blocked is not None else await self._timed_assign(conn, world, record, now)
         if isinstance(outcome, Failed):
             await store.set_request(conn, record.ticket_id, "waitlisted" if outcome.waitlist else "unschedulable", now)
-            return [self._failed(record, outcome, now, trace, waitlisted=outcome.waitlist)]
+            return [*messages, self._failed(record, outcome, now, trace, waitlisted=outcome.waitlist)]
         await store.set_request(conn, record.ticket_id, "assigned", now)
-        return [self._slot_assigned(world, record, outcome.slot, now, trace, None)]
+        return [*messages, self._slot_assigned(world, record, outcome.slot, now, trace, None)]
 
     async def _timed_assign(
-        self, conn: DbConnection, world: store.World, record: store.RequestRecord, now: datetime
+        self,
+        conn: DbConnection,
+        world: store.World,
+        record: store.RequestRecord,
+        now: datetime,
+        *,
+        leaving: uuid.UUID | None = None,
     ) -> Assigned | Failed:
         started = clock_time.perf_counter()
         try:
-            return await self.assign(conn, world, record, now)
+            return await self.assign(conn, world, record, now, leaving=leaving)
         finally:
             ASSIGN_SECONDS.observe(clock_time.perf_counter() - started)
 
     async def assign(
-        self, conn: DbConnection, world: store.World, record: store.RequestRecord, now: datetime
+        self,
+        conn: DbConnection,
+        world: store.World,
+        record: store.RequestRecord,
+        now: datetime,
+        *,
+        leaving: uuid.UUID | None = None,
     ) -> Assigned | Failed:
-        """Book the best slot for the ticket, or say why there is none."""
+        """Book the best slot for the ticket, or say why there is none.
+
+        `leaving` is the slot a rescheduled ticket moves out of: it is not offered again."""
         office = world.offices.get(record.office_code)
         service = world.services.get(record.service_code)
         if office is None:
@@ -150,7 +194,7 @@ class SchedulerUseCase:
         if service.kind == "webinar":
             webinar = choose_webinar(
                 request,
-                await store.open_webinars(conn, office.code, service.code, now, now + service.horizon),
+                await store.open_webinars(conn, office.code, service.code, now, now + service.horizon, leaving=leaving),
             )
             if webinar is not None and await store.take_seat(conn, uuid.UUID(webinar.slot_id), record.ticket_id, now):
                 slot = await store.get_slot(conn, uuid.UUID(webinar.slot_id))
@@ -190,7 +234,11 @@ class SchedulerUseCase:
         self, conn: DbConnection, world: store.World, cancelled: ev.TicketCancelled, now: datetime, trace: str | None
     ) -> list[OutboxMessage]:
         record = await store.get_request(conn, cancelled.ticket_id)
-        if record is None or record.status == "cancelled":
+        if record is None:
+            # Its TicketAccepted has not come (yet): it was dead-lettered and may be replayed.
+            await store.remember_cancellation(conn, cancelled.ticket_id, cancelled.cancelled_at)
+            return []
+        if record.status == "cancelled":
             return []
         await store.set_request(conn, cancelled.ticket_id, "cancelled", now)
         slot = await store.live_slot_of(conn, cancelled.ticket_id)
@@ -215,11 +263,12 @@ class SchedulerUseCase:
         try:
             async with conn.transaction():
                 await conn.execute(
-                    "UPDATE seat SET live = false WHERE ticket_id = $1 AND slot_id = $2",
+                    "UPDATE seat SET live = false, released_at = $3 WHERE ticket_id = $1 AND slot_id = $2",
                     record.ticket_id,
                     current.slot_id,
+                    now,
                 )
-                outcome = await self._timed_assign(conn, world, moved, now)
+                outcome = await self._timed_assign(conn, world, moved, now, leaving=current.slot_id)
                 if isinstance(outcome, Failed):
                     raise _KeepSlot(outcome)
         except _KeepSlot as keep:
@@ -255,16 +304,30 @@ class SchedulerUseCase:
                 trace,
             )
         ]
-        return messages + await self._refill(conn, world, slot.office_code, slot.service_code, now, trace)
+        refilled, _ = await self._refill(conn, world, slot.office_code, slot.service_code, now, trace)
+        return messages + refilled
 
-    async def sweep_waitlist(self, conn: DbConnection) -> list[OutboxMessage]:
-        """Try every waitlisted ticket again, first come first served (new days enter the horizon)."""
-        now = self._clock()
-        world = await store.load_world(conn)
-        messages: list[OutboxMessage] = []
-        for office_code, service_code in await store.waitlisted_services(conn):
-            messages += await self._refill(conn, world, office_code, service_code, now, None)
-        return messages
+    async def sweep_waitlist(self, db: Database) -> int:
+        """Try every waitlisted ticket again, first come first served (new days enter the horizon).
+
+        One unit of work per office and service, and per SWEEP_PAGE tickets placed, so that
+        one busy office does not hold a transaction (and its waitlist lock) open over all the
+        others, nor for long."""
+        async with db.unit_of_work() as uow:
+            services = await store.waitlisted_services(uow.conn)
+        assigned = 0
+        for office_code, service_code in services:
+            while True:
+                async with db.unit_of_work() as uow:
+                    world = await store.load_world(uow.conn)
+                    messages, blocked = await self._refill(
+                        uow.conn, world, office_code, service_code, self._clock(), None, most=SWEEP_PAGE
+                    )
+                    uow.publish_messages(messages)
+                assigned += len(messages)
+                if blocked is not None or len(messages) < SWEEP_PAGE:
+                    break  # the line is stuck or served: the next office and service
+        return assigned
 
     async def _refill(
         self,
@@ -274,16 +337,35 @@ class SchedulerUseCase:
         service_code: str,
         now: datetime,
         trace: str | None,
-    ) -> list[OutboxMessage]:
-        """Freed time goes to the waitlist, first come first served."""
+        *,
+        before: uuid.UUID | None = None,
+        most: int | None = None,
+    ) -> tuple[list[OutboxMessage], Failed | None]:
+        """Freed time goes to the waitlist, first come first served (with `before`: only to the
+        tickets waiting since before that one; with `most`: to that many at most). Returns the
+        SlotAssigned messages and, when a waiting ticket could not be placed, why.
+
+        One transaction at a time serves an office and service's waitlist, whichever replica
+        it runs on (an advisory lock held until commit): a second refill reads the waitlist
+        only once the first has committed, so no ticket is skipped or served twice. The
+        first ticket that finds no room stops the refill: those behind it ask for the same
+        office and service at the same moment (their windows only rank the feasible starts),
+        so none of them would find room either, and none may pass it."""
         messages: list[OutboxMessage] = []
-        for waiting in await store.waitlist(conn, office_code, service_code):
-            outcome = await self.assign(conn, world, waiting, now)
-            if isinstance(outcome, Assigned):
+        if not await store.waiting(conn, office_code, service_code, before=before):
+            return messages, None
+        await store.lock_waitlist(conn, office_code, service_code)
+        while line := await store.waitlist(conn, office_code, service_code, before=before):
+            for waiting in line:
+                outcome = await self.assign(conn, world, waiting, now)
+                if isinstance(outcome, Failed):
+                    return messages, outcome
                 await store.set_request(conn, waiting.ticket_id, "assigned", now)
                 messages.append(self._slot_assigned(world, waiting, outcome.slot, now, trace, None))
                 log.info("waitlisted ticket assigned", ticket_id=str(waiting.ticket_id))
-        return messages
+                if most is not None and len(messages) >= most:
+                    return messages, None
+        return messages, None
 
     # -------------------------------------------------------------- helpers
 

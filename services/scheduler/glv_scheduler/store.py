@@ -203,28 +203,40 @@ async def create_slot(
 
 
 async def take_seat(conn: DbConnection, slot_id: UUID, ticket_id: UUID, now: datetime) -> bool:
-    """Give the ticket a seat if the slot has room (webinars fill up; the check is atomic)."""
+    """Give the ticket a seat if the slot has room (webinars fill up; the check is atomic).
+
+    A ticket moved out of a webinar and back into it finds its old seat row: it is
+    made live again (the primary key is (ticket, slot))."""
     row = await conn.fetchrow(
-        "UPDATE slot SET seats_taken = seats_taken + 1 WHERE slot_id = $1 AND live AND seats_taken < capacity"
+        "WITH taken AS ("
+        "  UPDATE slot SET seats_taken = seats_taken + 1 WHERE slot_id = $1 AND live AND seats_taken < capacity"
+        "   AND NOT EXISTS (SELECT 1 FROM seat WHERE ticket_id = $2 AND slot_id = $1 AND live)"
+        "  RETURNING slot_id)"
+        " INSERT INTO seat (ticket_id, slot_id, assigned_at) SELECT $2, slot_id, $3 FROM taken"
+        " ON CONFLICT (ticket_id, slot_id) DO UPDATE"
+        "  SET live = true, assigned_at = EXCLUDED.assigned_at, released_at = NULL"
         " RETURNING slot_id",
-        slot_id,
-    )
-    if row is None:
-        return False
-    await conn.execute(
-        "INSERT INTO seat (ticket_id, slot_id, assigned_at) VALUES ($1, $2, $3)", ticket_id, slot_id, now
-    )
-    return True
+        slot_id, ticket_id, now,
+    )  # fmt: skip
+    return row is not None
 
 
 async def open_webinars(
-    conn: DbConnection, office_code: str, service_code: str, start: datetime, end: datetime
+    conn: DbConnection,
+    office_code: str,
+    service_code: str,
+    start: datetime,
+    end: datetime,
+    *,
+    leaving: UUID | None = None,
 ) -> list[OpenWebinar]:
+    """Live webinars with a free seat in [start, end); not `leaving`, the one a rescheduled ticket leaves."""
     rows = await conn.fetch(
         "SELECT slot_id, starts_at, ends_at, capacity - seats_taken AS seats_left FROM slot"
         " WHERE live AND kind = 'webinar' AND office_code = $1 AND service_code = $2"
-        "  AND starts_at >= $3 AND ends_at <= $4 AND seats_taken < capacity ORDER BY starts_at",
-        office_code, service_code, start, end,
+        "  AND starts_at >= $3 AND ends_at <= $4 AND seats_taken < capacity AND slot_id IS DISTINCT FROM $5"
+        " ORDER BY starts_at",
+        office_code, service_code, start, end, leaving,
     )  # fmt: skip
     return [OpenWebinar(str(r["slot_id"]), r["starts_at"], r["ends_at"], r["seats_left"]) for r in rows]
 
@@ -337,16 +349,28 @@ def _request(row: Any) -> RequestRecord:
     )
 
 
-async def add_request(conn: DbConnection, record: RequestRecord, accepted_at: datetime) -> bool:
+async def add_request(conn: DbConnection, record: RequestRecord, accepted_at: datetime) -> str | None:
+    """Store an accepted ticket with `record.status`; the status stored, or None if it was known already.
+
+    A ticket whose TicketCancelled came first (early_cancellation) is stored as cancelled."""
     windows = json.dumps([{"start": s.isoformat(), "end": e.isoformat()} for s, e in record.windows])
-    row = await conn.fetchrow(
+    status: str | None = await conn.fetchval(
         "INSERT INTO request (ticket_id, ticket_code, office_code, service_code, stakeholder_ref,"
-        " preferred_windows, accepted_at, status) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)"
-        " ON CONFLICT (ticket_id) DO NOTHING RETURNING ticket_id",
+        " preferred_windows, accepted_at, status) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7,"
+        "  CASE WHEN EXISTS (SELECT 1 FROM early_cancellation WHERE ticket_id = $1) THEN 'cancelled' ELSE $8 END)"
+        " ON CONFLICT (ticket_id) DO NOTHING RETURNING status",
         record.ticket_id, record.ticket_code, record.office_code, record.service_code, record.stakeholder_ref,
         windows, accepted_at, record.status,
     )  # fmt: skip
-    return row is not None
+    return status
+
+
+async def remember_cancellation(conn: DbConnection, ticket_id: UUID, cancelled_at: datetime) -> None:
+    """A TicketCancelled for a ticket not accepted yet: its TicketAccepted, if it ever comes, books nothing."""
+    await conn.execute(
+        "INSERT INTO early_cancellation (ticket_id, cancelled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        ticket_id, cancelled_at,
+    )  # fmt: skip
 
 
 async def get_request(conn: DbConnection, ticket_id: UUID) -> RequestRecord | None:
@@ -373,14 +397,56 @@ async def waitlisted_services(conn: DbConnection) -> list[tuple[str, str]]:
     return [(r["office_code"], r["service_code"]) for r in rows]
 
 
-async def waitlist(conn: DbConnection, office_code: str, service_code: str, limit: int = 50) -> list[RequestRecord]:
-    """Waiting tickets, first come first served; rows another replica is serving are skipped."""
+# Tickets of the office and service waiting since before ticket $3 (all of them when $3 is null).
+_AHEAD = (
+    "status = 'waitlisted' AND office_code = $1 AND service_code = $2"
+    " AND arrival < coalesce((SELECT arrival FROM request WHERE ticket_id = $3), 9223372036854775807)"
+)
+
+
+async def waiting(conn: DbConnection, office_code: str, service_code: str, *, before: UUID | None = None) -> bool:
+    """Whether tickets of the office and service wait (since before ticket `before`, when given)."""
+    found: bool = await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM request WHERE {_AHEAD})", office_code, service_code, before
+    )
+    return found
+
+
+async def waitlist(
+    conn: DbConnection, office_code: str, service_code: str, limit: int = 50, *, before: UUID | None = None
+) -> list[RequestRecord]:
+    """Waiting tickets, first come first served (those waiting since before ticket `before`, when given).
+
+    Rows another transaction holds (a waiting ticket being cancelled or rescheduled) are
+    skipped rather than waited for: that transaction may itself wait for this refill's lock."""
     rows = await conn.fetch(
-        "SELECT * FROM request WHERE status = 'waitlisted' AND office_code = $1 AND service_code = $2"
-        " ORDER BY arrival LIMIT $3 FOR UPDATE SKIP LOCKED",
-        office_code, service_code, limit,
+        f"SELECT * FROM request WHERE {_AHEAD} ORDER BY arrival LIMIT $4 FOR UPDATE SKIP LOCKED",
+        office_code, service_code, before, limit,
     )  # fmt: skip
     return [_request(r) for r in rows]
+
+
+async def lock_waitlist(conn: DbConnection, office_code: str, service_code: str) -> None:
+    """Serve one office and service's waitlist one transaction at a time, across replicas (until commit)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", office_code, service_code)
+
+
+async def lock_waitlists(conn: DbConnection, pairs: Sequence[tuple[str, str]], ticket_ids: Sequence[UUID]) -> None:
+    """Take, in one fixed order, the waitlist locks a batch may need: those of the (office, service)
+    pairs and of the tickets' own pairs that have tickets waiting. Two batches that take them in
+    the same order cannot deadlock on them."""
+    rows = await conn.fetch(
+        "WITH wanted AS ("
+        "  SELECT * FROM unnest($1::text[], $2::text[]) AS w (office_code, service_code)"
+        "  UNION SELECT office_code, service_code FROM request WHERE ticket_id = ANY($3::uuid[]))"
+        " SELECT office_code, service_code FROM wanted w"
+        " WHERE EXISTS (SELECT 1 FROM request r WHERE r.status = 'waitlisted'"
+        "  AND r.office_code = w.office_code AND r.service_code = w.service_code)"
+        " ORDER BY office_code COLLATE \"C\", service_code COLLATE \"C\"",
+        [o for o, _ in pairs], [s for _, s in pairs], list(ticket_ids),
+    )  # fmt: skip
+    for r in rows:
+        await lock_waitlist(conn, r["office_code"], r["service_code"])
 
 
 # -------------------------------------------------------------------- sessions
