@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 STACK := deploy/local/stack.sh
-PACKAGES := schemas/pyproject.toml runtime/pyproject.toml services/ticketing/pyproject.toml services/scheduler/pyproject.toml tools/pyproject.toml
+# Every package's pyproject.toml: schemas, runtime, tools and each services/<name>/.
+PACKAGES := $(wildcard */pyproject.toml services/*/pyproject.toml)
 
-.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas bench
+.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench
 
 .venv/.installed: constraints.txt requirements-dev.txt $(PACKAGES) scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -22,10 +23,11 @@ demo: setup
 	bash $(STACK) start
 	$(BIN)/python -m glv_devtools.demo; status=$$?; bash $(STACK) stop; exit $$status
 
-## Lint, type-check, contracts up to date, then every test against the real Kafka and PostgreSQL.
+## Lint, type-check, contracts and deploy files up to date, then every test against the real Kafka and PostgreSQL.
 test: setup lint typecheck
-	bash $(STACK) start
 	$(BIN)/python -m glv_schemas.generate --check
+	$(BIN)/python -m glv_devtools.deploy_files --check
+	bash $(STACK) start
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -38,6 +40,10 @@ typecheck: setup
 ## Regenerate the JSON Schemas and the AsyncAPI document from the models.
 schemas: setup
 	$(BIN)/python -m glv_schemas.generate
+
+## Regenerate the compose file and the Kubernetes manifests from the service registry.
+deploy-files: setup
+	$(BIN)/python -m glv_devtools.deploy_files
 
 ## Scheduler benchmark: assignment quality against the exact optimum, and speed with 10k-1M booked slots.
 bench: setup

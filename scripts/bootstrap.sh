@@ -4,17 +4,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# pip says only what went wrong: no "new release of pip" notice, no warning about
+# running as root (this installs into a virtualenv, which is what that warning asks for).
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off
+
+# Every GLV package, editable: schemas, runtime, each service (services/<name>/ with a
+# pyproject.toml) and tools. mypy reads the sources (pyproject.toml's `files`), not the
+# installs.
+packages=(-e ./schemas -e ./runtime)
+for project in services/*/pyproject.toml; do
+  packages+=(-e "./${project%/pyproject.toml}")
+done
+packages+=(-e ./tools)
+
 PYTHON="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
   echo "==> creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
 echo "==> installing Python packages (pinned in constraints.txt; first run downloads ~60 packages)"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-# Editable installs in compat mode (a .pth path entry), so that mypy sees the packages.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --progress-bar off \
-  -c constraints.txt -r requirements-dev.txt \
-  --config-settings editable_mode=compat \
-  -e ./schemas -e ./runtime -e ./services/ticketing -e ./services/scheduler -e ./tools
+.venv/bin/python -m pip install --quiet --upgrade pip
+# The filter drops the notice setuptools prints for each editable install ("Editable
+# installation ... folders in your working directory with the same name as your package
+# ... may take precedence during imports"): the only folders named like GLV's packages
+# are those packages.
+PYTHONWARNINGS="ignore:Editable installation" \
+  .venv/bin/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt "${packages[@]}"
 touch .venv/.installed
 echo "==> Python environment ready"

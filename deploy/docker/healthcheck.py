@@ -1,46 +1,62 @@
 """Docker HEALTHCHECK of the GLV image: GET the running service's /healthz (liveness only).
 
-The image runs whichever command the container names, so the URL follows from that
-command (PID 1's command line): `glv-ticketing run` -> port GLV_TICKETING_HTTP_PORT
-(8081), `glv-scheduler run` -> GLV_SCHEDULER_HTTP_PORT (8082). Any other command (a
-one-shot such as `glv-scheduler load-catalog`) serves no HTTP and counts as healthy.
-GLV_HEALTHCHECK_URL, when set, is used as is. Exit 0: healthy; 1: unhealthy.
+    python healthcheck.py [NAME [PORT]]
+
+The service: NAME, else the container's command (PID 1's command line), where
+`glv-<name> run` runs service <name>. The port: PORT, else GLV_<NAME>_HTTP_PORT, else
+the service's default in the registry (glv_schemas.topics.DEPLOYED_SERVICES). Any other
+command (a one-shot such as `glv-scheduler load-catalog`) serves no HTTP and counts as
+healthy. GLV_HEALTHCHECK_URL, when set, is used as is. Exit 0: healthy; 1: unhealthy.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
-# console script -> (port setting, default port)
-SERVICES = {
-    "glv-ticketing": ("GLV_TICKETING_HTTP_PORT", "8081"),
-    "glv-scheduler": ("GLV_SCHEDULER_HTTP_PORT", "8082"),
-}
+COMMAND = re.compile(r"glv-([a-z][a-z0-9_]*)")
 
 
-def health_url(cmdline: bytes, env: Mapping[str, str]) -> str | None:
-    if env.get("GLV_HEALTHCHECK_URL"):
-        return env["GLV_HEALTHCHECK_URL"]
+def service_of(cmdline: bytes) -> str | None:
+    """The service a command line runs: <name> for `glv-<name> run`."""
     # Split on NULs and blanks too, so `sh -c "glv-scheduler run"` and init wrappers
     # (docker run --init, tini) are recognised as well.
     words = [os.path.basename(w) for w in cmdline.decode(errors="replace").replace("\0", " ").split()]
-    for i, word in enumerate(words[:-1]):
-        if word in SERVICES and words[i + 1] == "run":
-            setting, default = SERVICES[word]
-            return f"http://127.0.0.1:{env.get(setting) or default}/healthz"
+    for word, following in pairwise(words):
+        match = COMMAND.fullmatch(word)
+        if match and following == "run":
+            return match.group(1)
     return None
 
 
-def main() -> int:
+def default_port(name: str) -> str | None:
+    # Imported only when the environment does not say (the image's venv holds the registry).
+    from glv_schemas.topics import DEPLOYED_SERVICES
+
+    return next((str(s.http_port) for s in DEPLOYED_SERVICES if s.name == name), None)
+
+
+def health_url(args: Sequence[str], cmdline: bytes, env: Mapping[str, str]) -> str | None:
+    if env.get("GLV_HEALTHCHECK_URL"):
+        return env["GLV_HEALTHCHECK_URL"]
+    name = args[0] if args else service_of(cmdline)
+    if name is None:
+        return None
+    port = args[1] if len(args) > 1 else env.get(f"GLV_{name.upper()}_HTTP_PORT") or default_port(name)
+    return f"http://127.0.0.1:{port}/healthz" if port else None
+
+
+def main(args: Sequence[str]) -> int:
     try:
         with open("/proc/1/cmdline", "rb") as f:
             cmdline = f.read()
     except OSError:
         cmdline = b""
-    url = health_url(cmdline, os.environ)
+    url = health_url(args, cmdline, os.environ)
     if url is None:
         return 0
     try:
@@ -53,4 +69,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

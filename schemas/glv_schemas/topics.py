@@ -1,13 +1,49 @@
-"""The one registry of GLV topics: names, keys, partitions, producers, consumers."""
+"""The one registry of GLV services and topics: names, keys, partitions, producers, consumers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from glv_schemas import events as ev
+import glv_schemas.events as ev
 from glv_schemas.events import EventModel
 
+# Every service of the design, built or planned: each has a dead-letter topic and a
+# database role (deploy/local/stack.sh, deploy/compose/initdb).
 SERVICES = ("ticketing", "scheduler", "notifier", "archive")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service that exists as a package: services/<name>/ holds package <package>.
+
+    Its console script is `glv-<name>`, its settings are GLV_<NAME>_*, and the deploy
+    files (compose, Kubernetes) are generated from this entry by
+    `python -m glv_devtools.deploy_files`.
+    """
+
+    name: str
+    package: str
+    # Default of GLV_<NAME>_HTTP_PORT: /healthz, /readyz, /metrics and the service's API.
+    http_port: int
+    # Whether `glv-<name> load-catalog FILE` loads the office catalog (compose's
+    # catalog-loader, Kubernetes' glv-catalog-load Job). At most one service does.
+    loads_catalog: bool = False
+
+    @property
+    def command(self) -> str:
+        return f"glv-{self.name}"
+
+    @property
+    def env_prefix(self) -> str:
+        return f"GLV_{self.name.upper()}_"
+
+
+# The services built so far, in start order. Adding one: its package folder
+# services/<name>/ plus an entry here (and in SERVICES, if it is not planned yet).
+DEPLOYED_SERVICES: tuple[Service, ...] = (
+    Service("ticketing", "glv_ticketing", http_port=8081),
+    Service("scheduler", "glv_scheduler", http_port=8082, loads_catalog=True),
+)
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,5 @@
+-- Generated from the service registry (glv_schemas.topics) by `make deploy-files`;
+-- edit tools/glv_devtools/deploy_files.py, not this file.
 -- One role and one database per GLV service, each database owned by its role (the
 -- services apply their own migrations at start). Runs once, when the postgres
 -- container initialises an empty data directory, as the superuser, through psql.
