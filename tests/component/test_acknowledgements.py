@@ -17,12 +17,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from glv_devtools.portal import PortalClient, ticket
 from glv_runtime.consumer import BatchProcessor, Inbound
-from glv_runtime.db import DbConnection
 from glv_runtime.kafka import build_broker, ensure_topics
 from glv_runtime.migrate import apply_migrations
-from glv_runtime.outbox import OutboxMessage
 from glv_runtime.settings import ServiceSettings
 from glv_runtime.subscription import subscribe_batches
+from glv_runtime.unit_of_work import Database, UnitOfWork
 from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS
 from tests.infra import Infra
 
@@ -52,7 +51,9 @@ async def _committed(bootstrap: str, group: str, topic: str) -> int:
 
 async def _run(settings: ServiceSettings, pool: asyncpg.Pool, apply, group: str):  # type: ignore[no-untyped-def]
     broker = build_broker(settings)
-    processor = BatchProcessor(pool, apply, service="ticketing", max_attempts=2, retry_backoff_s=0.01)
+    processor = BatchProcessor(
+        Database(pool, source="/glv/test"), apply, service="ticketing", max_attempts=2, retry_backoff_s=0.01
+    )
     subscribe_batches(broker, [settings.topic_prefix + PORTAL_TICKETS.name], processor, settings, group_id=group)
     await broker.start()
     return broker
@@ -68,10 +69,9 @@ async def test_a_handler_cancelled_at_graceful_timeout_is_redelivered(
     topic, group = topic_prefix + PORTAL_TICKETS.name, f"{topic_prefix}acks"
     started = asyncio.Event()
 
-    async def slow(conn: DbConnection, items: Sequence[Inbound]) -> list[OutboxMessage]:
+    async def slow(uow: UnitOfWork, items: Sequence[Inbound]) -> None:
         started.set()
         await asyncio.sleep(30)  # outlives the graceful timeout: the framework cancels it
-        return []
 
     broker = await _run(settings, pool, slow, group)
     async with PortalClient(infra.bootstrap, topic_prefix) as portal:
@@ -83,9 +83,8 @@ async def test_a_handler_cancelled_at_graceful_timeout_is_redelivered(
 
     applied: list[str] = []
 
-    async def quick(conn: DbConnection, items: Sequence[Inbound]) -> list[OutboxMessage]:
+    async def quick(uow: UnitOfWork, items: Sequence[Inbound]) -> None:
         applied.extend(i.cloud_event.id for i in items)
-        return []
 
     broker = await _run(settings, pool, quick, group)
     try:
@@ -112,11 +111,10 @@ async def test_a_batch_failing_on_an_outage_is_not_skipped_by_the_next(
     second = first.model_copy(update={"subject": "second"})  # same key: same partition, after the first
     calls: list[str] = []
 
-    async def flaky(conn: DbConnection, items: Sequence[Inbound]) -> list[OutboxMessage]:
+    async def flaky(uow: UnitOfWork, items: Sequence[Inbound]) -> None:
         calls.extend(getattr(i.event, "subject", "") for i in items)
         if len(calls) == 1:
             raise ConnectionResetError("database went away")  # an outage, not a bad message
-        return []
 
     broker = await _run(settings, pool, flaky, group)
     try:

@@ -21,6 +21,7 @@ from glv_runtime.consumer import BatchProcessor
 from glv_runtime.kafka import build_broker, ensure_topics
 from glv_runtime.migrate import apply_migrations
 from glv_runtime.subscription import subscribe_batches
+from glv_runtime.unit_of_work import Database
 from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS
 from glv_ticketing.handlers import TicketingUseCase, decode_for_ticketing
 from glv_ticketing.settings import TicketingSettings
@@ -48,8 +49,8 @@ async def test_filed_tickets_are_decided_once_and_poison_is_dead_lettered(
         await ensure_topics(settings, ALL_TOPICS)
     broker = build_broker(settings)
     processor = BatchProcessor(
-        pool,
-        TicketingUseCase().apply,
+        Database(pool, source="/glv/ticketing"),
+        TicketingUseCase().router().apply,
         service="ticketing",
         max_attempts=2,
         retry_backoff_s=0.01,

@@ -159,7 +159,11 @@ async def test_status_api_authenticates_each_portal(ticketing: Ticketing) -> Non
         assert (await client.get("/v1/tickets/not-a-uuid", headers=SIM)).status_code == 400
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+        assert ready.status_code == 200 and ready.json()["checks"] == {
+            "database": True,
+            "broker": True,
+            "consuming": True,
+        }
         metrics = (await client.get("/metrics")).text
         assert "glv_messages_consumed_total" in metrics and "glv_outbox_backlog" in metrics
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import string
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 from glv_devtools.portal import ticket
 from glv_schemas.events import CancellationRequested, RescheduleRequested, TimeWindow
 from glv_ticketing.domain import (
+    FILED_AT_SKEW,
+    MESSAGES,
     Accept,
     Approve,
     Duplicate,
@@ -157,7 +160,7 @@ def test_an_accepted_windows_fits_notice_duration_and_horizon(
     now = NOW.replace(hour=hour)
     start = now + timedelta(minutes=minutes_from_now)
     windows = [TimeWindow(start=start, end=start + timedelta(minutes=length_minutes))]
-    decision = decide_filing(filed(preferred_windows=windows), None, PALOPO, now)
+    decision = decide_filing(filed(preferred_windows=windows, filed_at=now), None, PALOPO, now)
     if isinstance(decision, Accept):
         w = windows[0]
         assert w.end - w.start >= timedelta(minutes=LELANG.duration_minutes)
@@ -165,3 +168,115 @@ def test_an_accepted_windows_fits_notice_duration_and_horizon(
         assert w.start <= now + timedelta(days=LELANG.booking_horizon_days)
     else:
         assert codes(decision)  # always a reason code, never an empty rejection
+
+
+# ------------------------------------------------------- filed_at, kind, stakeholder_ref
+
+
+def test_filed_at_may_run_ahead_of_our_clock_by_the_skew_and_no_more() -> None:
+    assert isinstance(decide_filing(filed(filed_at=NOW + FILED_AT_SKEW), None, PALOPO, NOW), Accept)
+    ahead = NOW + FILED_AT_SKEW + timedelta(microseconds=1)
+    decision = decide_filing(filed(filed_at=ahead), None, PALOPO, NOW)
+    assert codes(decision) == ["filed_in_future"]
+    assert isinstance(decision, Reject) and decision.reasons[0].field == "filed_at"
+    # A filing from long ago is the portal's business (a queue that drained late), not a reason.
+    assert isinstance(decide_filing(filed(filed_at=NOW - timedelta(days=3)), None, PALOPO, NOW), Accept)
+
+
+WEBINAR = ServiceRule("sosialisasi-lelang", 90, 24, 45, kind="webinar")
+MEETING = ServiceRule("rapat-koordinasi", 60, 24, 30, kind="internal_meeting")
+JAKARTA = Office(
+    "JKT",
+    "Asia/Jakarta",
+    {"lelang": ServiceRule("lelang", 45, 24, 30, kind="consultation"), WEBINAR.code: WEBINAR, MEETING.code: MEETING},
+)
+
+
+@pytest.mark.parametrize("service", ["lelang", "sosialisasi-lelang", "rapat-koordinasi"])
+@pytest.mark.parametrize("kind", ["consultation", "internal_meeting", "webinar"])
+def test_the_filings_kind_must_match_the_services(service: str, kind: str) -> None:
+    decision = decide_filing(filed(office_code="JKT", service_code=service, kind=kind), None, JAKARTA, NOW)
+    if JAKARTA.services[service].kind == kind:
+        assert isinstance(decision, Accept)
+    else:
+        assert codes(decision) == ["kind_mismatch"]
+        assert isinstance(decision, Reject) and decision.reasons[0].field == "kind"
+
+
+def test_a_service_of_unknown_kind_takes_any_kind() -> None:
+    assert LELANG.kind is None  # what a catalog entry without a kind gives
+    for kind in ("consultation", "internal_meeting", "webinar"):
+        assert isinstance(decide_filing(filed(kind=kind), None, PALOPO, NOW), Accept)
+
+
+def with_ref(ref: str):  # type: ignore[no-untyped-def]
+    base = filed()
+    return base.model_copy(update={"stakeholder": base.stakeholder.model_copy(update={"stakeholder_ref": ref})})
+
+
+@pytest.mark.parametrize("ref", ["a", "x" * 64, "person-00000042", "nik:3171.0101_01@portal-djkn", "ABC-xyz.09:_@"])
+def test_safe_stakeholder_refs_up_to_64_characters_are_taken(ref: str) -> None:
+    assert isinstance(decide_filing(with_ref(ref), None, PALOPO, NOW), Accept)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "",  # the schema refuses it too; the domain does not rely on that
+        "x" * 65,
+        "person\x00",
+        "person 42",
+        "person/42",
+        "person?x=1&y=2",
+        "person#42",
+        "person%2F42",
+        "person\n",
+        "budi\u00e9",  # a non-ASCII letter
+        "\U0001f600",
+        "\U0001f600" * 128,
+        "١٢٣",  # Arabic-Indic digits: \d would take them, the pattern must not
+    ],
+)
+def test_unsafe_or_overlong_stakeholder_refs_are_rejected(ref: str) -> None:
+    decision = decide_filing(with_ref(ref), None, PALOPO, NOW)
+    assert codes(decision) == ["invalid_stakeholder_ref"]
+    assert isinstance(decision, Reject) and decision.reasons[0].field == "stakeholder.stakeholder_ref"
+
+
+def test_new_reasons_come_in_a_fixed_order_and_speak_both_languages() -> None:
+    base = filed(filed_at=NOW + timedelta(hours=1), office_code="JKT", service_code="sosialisasi-lelang")
+    nobody = base.stakeholder.model_copy(update={"stakeholder_ref": "a b", "email": None, "phone": None})
+    decision = decide_filing(base.model_copy(update={"stakeholder": nobody}), None, JAKARTA, NOW)
+    assert codes(decision) == ["filed_in_future", "kind_mismatch", "invalid_stakeholder_ref", "no_contact_channel"]
+    for code in ("filed_in_future", "kind_mismatch", "invalid_stakeholder_ref"):
+        message_id, message_en = MESSAGES[code]
+        assert message_id and message_en and message_id != message_en
+
+
+SAFE = string.ascii_letters + string.digits + "._:@-"
+
+
+@given(st.text(alphabet=SAFE, min_size=1, max_size=64))
+def test_any_ref_from_the_safe_alphabet_is_not_rejected_for_it(ref: str) -> None:
+    decision = decide_filing(with_ref(ref), None, PALOPO, NOW)
+    assert isinstance(decision, Accept)
+
+
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_characters=SAFE),
+        min_size=1,
+        max_size=128,
+    )
+)
+def test_any_ref_of_characters_outside_the_safe_set_is_rejected(ref: str) -> None:
+    assert codes(decide_filing(with_ref(ref), None, PALOPO, NOW)) == ["invalid_stakeholder_ref"]
+
+
+@given(
+    safe=st.text(alphabet=SAFE, min_size=0, max_size=40),
+    bad=st.characters(blacklist_characters=SAFE),
+    tail=st.text(alphabet=SAFE, min_size=0, max_size=40),
+)
+def test_one_unsafe_character_anywhere_is_enough(safe: str, bad: str, tail: str) -> None:
+    assert codes(decide_filing(with_ref(safe + bad + tail), None, PALOPO, NOW)) == ["invalid_stakeholder_ref"]
