@@ -51,8 +51,10 @@ class ConsumerProgress:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            position = await asyncio.wait_for(consumer.position(tp), timeout=2)
-            lag += max(0, highwater - position)
+            # Against the committed offset, not the fetch position: a batch stuck in
+            # its handler has been fetched (position at the end) but not committed.
+            committed = await asyncio.wait_for(consumer.committed(tp), timeout=2)
+            lag += max(0, highwater - (committed or 0))
         self.lag = lag
         if lag == 0:
             self._caught_up_at = now

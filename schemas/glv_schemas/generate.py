@@ -19,7 +19,7 @@ import copy
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +377,11 @@ def _extra_files(root: Path, expected: dict[str, str]) -> Iterator[str]:
 def check(root: Path = ROOT) -> list[str]:
     """What is out of date under root, as 'stale: path', 'missing: path' or 'extra: path' lines."""
     expected = generated_files()
+    return compare_files(root, expected, _extra_files(root, expected))
+
+
+def compare_files(root: Path, expected: dict[str, str], extra: Iterable[str]) -> list[str]:
+    """Generated files against what is on disk: 'missing: path', 'stale: path', 'extra: path'."""
     problems = []
     for relative, content in expected.items():
         path = root / relative
@@ -384,7 +389,7 @@ def check(root: Path = ROOT) -> list[str]:
             problems.append(f"missing: {relative}")
         elif path.read_text(encoding="utf-8") != content:
             problems.append(f"stale: {relative}")
-    problems.extend(f"extra: {relative}" for relative in _extra_files(root, expected))
+    problems.extend(f"extra: {relative}" for relative in extra)
     return problems
 
 
@@ -426,21 +431,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     root: Path = args.root
 
     if args.check:
-        problems = check(root)
-        if problems:
-            print(f"generated contract files under {root} are not current:", file=sys.stderr)
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
-            print(f"regenerate them with: {REGENERATE_COMMAND}", file=sys.stderr)
-            return 1
-        print(f"generated contract files under {root} are current")
-        return 0
+        return report_check(check(root), f"generated contract files under {root}", REGENERATE_COMMAND)
+    return report_written(freeze(root) if args.freeze else write(root), "nothing to do" if args.freeze else None)
 
-    lines = freeze(root) if args.freeze else write(root)
+
+def report_check(problems: Sequence[str], what: str, regenerate_command: str) -> int:
+    """Print a --check verdict for generated files; the exit status."""
+    if problems:
+        print(f"{what} are not current:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        print(f"regenerate them with: {regenerate_command}", file=sys.stderr)
+        return 1
+    print(f"{what} are current")
+    return 0
+
+
+def report_written(lines: Sequence[str], when_nothing: str | None = None) -> int:
     for line in lines:
         print(line)
     if not lines:
-        print("nothing to do" if args.freeze else "everything was current")
+        print(when_nothing or "everything was current")
     return 0
 
 

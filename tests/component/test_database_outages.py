@@ -86,33 +86,28 @@ async def test_a_statement_timeout_is_an_outage(database_url: str) -> None:
             await holder.close()
 
 
-async def test_a_read_only_server_is_an_outage(feeder: Feeder, database_url: str, infra: Infra) -> None:
+@pytest.mark.parametrize(
+    ("refuse", "allow"),
+    [
+        ("SET default_transaction_read_only = on", "RESET default_transaction_read_only"),  # after a failover
+        ("CONNECTION LIMIT 0", "CONNECTION LIMIT -1"),  # too many connections (53300)
+    ],
+    ids=["read-only server", "too many connections"],
+)
+async def test_a_database_that_refuses_work_is_an_outage(
+    feeder: Feeder, database_url: str, infra: Infra, refuse: str, allow: str
+) -> None:
     name = quote(database_url)
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
-        await admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
-        await feeder.db.pool.expire_connections()
-
-        async def writable_again() -> None:
-            await admin.execute(f"ALTER DATABASE {name} RESET default_transaction_read_only")
-            await feeder.db.pool.expire_connections()
-
-        await expect_outage_then_success(feeder, 3, writable_again)
-    finally:
-        await admin.close()
-
-
-async def test_too_many_connections_is_an_outage(feeder: Feeder, database_url: str, infra: Infra) -> None:
-    name = quote(database_url)
-    admin = await asyncpg.connect(infra.admin_dsn)
-    try:
-        await admin.execute(f"ALTER DATABASE {name} CONNECTION LIMIT 0")
+        await admin.execute(f"ALTER DATABASE {name} {refuse}")
         await feeder.db.pool.expire_connections()
 
         async def allow_again() -> None:
-            await admin.execute(f"ALTER DATABASE {name} CONNECTION LIMIT -1")
+            await admin.execute(f"ALTER DATABASE {name} {allow}")
+            await feeder.db.pool.expire_connections()
 
-        await expect_outage_then_success(feeder, 4, allow_again)
+        await expect_outage_then_success(feeder, 3, allow_again)
     finally:
         await admin.close()
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from glv_schemas.generate import compare_files, report_check, report_written
 from glv_schemas.topics import CATALOG, DEPLOYED_SERVICES, SERVICES, Service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -831,15 +832,7 @@ def registry_problems(root: Path) -> list[str]:
 def check(root: Path = ROOT) -> list[str]:
     """What is out of date under root: 'stale: path', 'missing: path', 'extra: path' and registry problems."""
     expected = generated_files()
-    problems = []
-    for relative, content in expected.items():
-        path = root / relative
-        if not path.is_file():
-            problems.append(f"missing: {relative}")
-        elif path.read_text(encoding="utf-8") != content:
-            problems.append(f"stale: {relative}")
-    problems.extend(f"extra: {relative}" for relative in _extra_files(root, expected))
-    return problems + registry_problems(root)
+    return compare_files(root, expected, _extra_files(root, expected)) + registry_problems(root)
 
 
 def write(root: Path = ROOT) -> list[str]:
@@ -868,21 +861,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root: Path = args.root
 
     if args.check:
-        problems = check(root)
-        if problems:
-            print(f"deploy files under {root} are not current:", file=sys.stderr)
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
-            print(f"regenerate them with: {REGENERATE_COMMAND}", file=sys.stderr)
-            return 1
-        print(f"deploy files under {root} are current")
-        return 0
-
-    lines = write(root)
-    for line in lines:
-        print(line)
-    if not lines:
-        print("everything was current")
+        return report_check(check(root), f"deploy files under {root}", REGENERATE_COMMAND)
+    report_written(write(root))
     problems = registry_problems(root)
     for problem in problems:
         print(problem, file=sys.stderr)
