@@ -5,7 +5,7 @@ STACK := deploy/local/stack.sh
 # Every package's pyproject.toml: schemas, runtime, tools and each services/<name>/.
 PACKAGES := $(wildcard */pyproject.toml services/*/pyproject.toml)
 
-.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench
+.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench fuzz
 
 .venv/.installed: constraints.txt requirements-dev.txt $(PACKAGES) scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -49,3 +49,8 @@ deploy-files: setup
 bench: setup
 	bash $(STACK) start
 	$(BIN)/python benchmarks/scheduler_bench.py
+
+## Long fuzz run: 10,000 generated records per consuming service against the running services; prints the table.
+fuzz: setup
+	bash $(STACK) start
+	GLV_FUZZ_RECORDS=$${GLV_FUZZ_RECORDS:-10000} $(BIN)/python -m pytest tests/integration/test_fuzz.py -p no:cacheprovider -q -s -o log_cli=false --timeout 3600 | grep -v '^{'

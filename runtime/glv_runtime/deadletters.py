@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from glv_runtime.db import DbConnection
 from glv_runtime.outbox import OutboxMessage, write_outbox
 from glv_schemas import dead_letter_topic
+from glv_schemas.topics import SERVICES
 
 if TYPE_CHECKING:
     from glv_runtime.consumer import Delivery
@@ -243,7 +244,7 @@ async def replay(bootstrap: str, service: str, offsets: set[int] | None, prefix:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glv-deadletters", description="List or replay a service's dead letters.")
     parser.add_argument("command", choices=["list", "replay"])
-    parser.add_argument("--service", required=True, choices=["ticketing", "scheduler", "notifier", "archive"])
+    parser.add_argument("--service", required=True, choices=SERVICES)
     parser.add_argument("--bootstrap", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS or the local stack")
     parser.add_argument("--offset", type=int, action="append", help="replay only these DLQ offsets (repeatable)")
     parser.add_argument("--json", action="store_true", help="list as JSON lines")

@@ -90,10 +90,12 @@ class Router(Generic[BatchContext]):
             handler = self._handlers.get(type(item.event))
             if handler is None:
                 continue  # ignored on purpose (check() proved it is declared)
+            ticket_id = getattr(item.event, "ticket_id", None)
             with structlog.contextvars.bound_contextvars(
                 event_id=item.cloud_event.id,
                 event_type=item.cloud_event.type,
-                ticket_id=str(getattr(item.event, "ticket_id", "")) or item.cloud_event.subject,
+                # The catalog's subject is an office code, not a ticket.
+                **({"ticket_id": str(ticket_id)} if ticket_id is not None else {"subject": item.cloud_event.subject}),
                 trace_id=item.cloud_event.trace_id,
             ):
                 await handler(uow, context, item)

@@ -7,6 +7,7 @@ other event carries ids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
@@ -317,12 +318,25 @@ class OfficeCatalogUpdated(Model):
     name: str
     city: str
     zone: Literal["Asia/Jakarta", "Asia/Makassar", "Asia/Jayapura"]
-    services: list[ServiceOffering]
+    services: Sequence[ServiceOffering]
     updated_at: UtcInstant
 
     @classmethod
     def event_type(cls) -> str:
         return f"glv.{cls.event_name}.v{cls.version}"
+
+
+class ServiceOfferingV2(ServiceOffering):
+    kind: SessionKind
+
+
+class OfficeCatalogUpdatedV2(OfficeCatalogUpdated):
+    """v2 adds each service's session kind, so that ticketing can refuse a filing whose
+    kind contradicts it (a v1 reader would refuse the new field: hence a new version)."""
+
+    version: ClassVar[int] = 2
+
+    services: Sequence[ServiceOfferingV2]
 
 
 TICKET_EVENTS: tuple[type[Event], ...] = (
@@ -347,5 +361,5 @@ TICKET_EVENTS: tuple[type[Event], ...] = (
 )
 
 EventModel = type[Event] | type[OfficeCatalogUpdated]
-ALL_EVENTS: tuple[EventModel, ...] = (*TICKET_EVENTS, OfficeCatalogUpdated)
+ALL_EVENTS: tuple[EventModel, ...] = (*TICKET_EVENTS, OfficeCatalogUpdated, OfficeCatalogUpdatedV2)
 EVENTS_BY_TYPE: dict[str, EventModel] = {model.event_type(): model for model in ALL_EVENTS}

@@ -15,13 +15,13 @@ from glv_runtime.kafka import ensure_topics, producer_config
 from glv_runtime.settings import ServiceSettings
 from glv_scheduler.catalog import read_catalog
 from glv_schemas import new_cloud_event
-from glv_schemas.events import OfficeCatalogUpdated
+from glv_schemas.events import OfficeCatalogUpdated, OfficeCatalogUpdatedV2
 from glv_schemas.topics import CATALOG
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "deploy" / "catalog" / "catalog.yaml"
 
 
-def office_entries(path: Path = CATALOG_FILE, now: datetime | None = None) -> list[OfficeCatalogUpdated]:
+def office_entries(path: Path = CATALOG_FILE, now: datetime | None = None) -> list[OfficeCatalogUpdatedV2]:
     return read_catalog(path).office_entries(now or datetime.now(UTC))
 
 
@@ -31,7 +31,7 @@ async def publish_office_entries(settings: ServiceSettings, entries: list[Office
     await producer.start()
     try:
         for entry in entries:
-            cloud_event = new_cloud_event(OfficeCatalogUpdated, source="/glv/devtools", subject=entry.office_code)
+            cloud_event = new_cloud_event(type(entry), source="/glv/devtools", subject=entry.office_code)
             await producer.send(
                 settings.topic_prefix + CATALOG.name,
                 value=entry.model_dump_json().encode(),

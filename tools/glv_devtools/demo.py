@@ -34,7 +34,14 @@ from glv_scheduler.catalog import read_catalog
 from glv_scheduler.settings import SchedulerSettings
 from glv_schemas.base import TimeWindow
 from glv_schemas.events import CancellationRequested, SlotAssigned, TicketFiled
-from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS, SCHEDULER_EVENTS, TICKETING_EVENTS, dead_letter_topic
+from glv_schemas.topics import (
+    ALL_TOPICS,
+    DEPLOYED_SERVICES,
+    PORTAL_TICKETS,
+    SCHEDULER_EVENTS,
+    TICKETING_EVENTS,
+    dead_letter_topic,
+)
 from glv_ticketing.settings import TicketingSettings
 
 TOKEN = "demo-portal-token"
@@ -107,6 +114,12 @@ def build_filings(rng: random.Random, now: datetime) -> tuple[list[TicketFiled],
         + [bad("window_beyond_horizon", preferred_windows=far) for _ in range(3)]
         + [bad("window_malformed", preferred_windows=short) for _ in range(3)]
         + [bad("text_too_long", subject="x" * 300) for _ in range(3)]
+        + [bad("kind_mismatch", kind="webinar") for _ in range(3)]
+        + [bad("filed_in_future", filed_at=now + timedelta(hours=2)) for _ in range(2)]
+        + [
+            bad("invalid_stakeholder_ref", stakeholder=person.model_copy(update={"stakeholder_ref": "\U0001f600" * 9}))
+            for _ in range(2)
+        ]
     )
     resubmitted = rng.sample(valid, RESUBMITTED)  # same content again: no second decision
     conflicting = [f.model_copy(update={"subject": "Isi berbeda"}) for f in rng.sample(valid, CONFLICTING)]
@@ -179,24 +192,23 @@ async def make_namespace(admin_dsn: str, run: str) -> dict[str, str]:
     """Fresh databases and a topic prefix for this run, so that every demo starts clean."""
     admin = await asyncpg.connect(admin_dsn)
     try:
-        for service in ("ticketing", "scheduler"):
-            await admin.execute(f'CREATE DATABASE "glv_demo_{run}_{service}"')
+        for service in DEPLOYED_SERVICES:
+            await admin.execute(f'CREATE DATABASE "glv_demo_{run}_{service.name}"')
     finally:
         await admin.close()
     base = admin_dsn.rsplit("/", 1)[0]
-    return {
-        "GLV_TICKETING_DATABASE_URL": f"{base}/glv_demo_{run}_ticketing",
-        "GLV_SCHEDULER_DATABASE_URL": f"{base}/glv_demo_{run}_scheduler",
-        "GLV_TICKETING_TOPIC_PREFIX": f"demo-{run}.",
-        "GLV_SCHEDULER_TOPIC_PREFIX": f"demo-{run}.",
-    }
+    namespace: dict[str, str] = {}
+    for service in DEPLOYED_SERVICES:
+        namespace[f"{service.env_prefix}DATABASE_URL"] = f"{base}/glv_demo_{run}_{service.name}"
+        namespace[f"{service.env_prefix}TOPIC_PREFIX"] = f"demo-{run}."
+    return namespace
 
 
 async def drop_namespace(admin_dsn: str, bootstrap: str, run: str) -> None:
     admin = await asyncpg.connect(admin_dsn)
     try:
-        for service in ("ticketing", "scheduler"):
-            await admin.execute(f'DROP DATABASE IF EXISTS "glv_demo_{run}_{service}" WITH (FORCE)')
+        for service in DEPLOYED_SERVICES:
+            await admin.execute(f'DROP DATABASE IF EXISTS "glv_demo_{run}_{service.name}" WITH (FORCE)')
     finally:
         await admin.close()
     kafka = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from glv_schemas.events import SessionKind
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 Period = tuple[time, time]
@@ -46,7 +48,7 @@ def parse_week(spec: Mapping[str, Iterable[str]]) -> dict[int, tuple[Period, ...
 @dataclass(frozen=True)
 class ServiceType:
     code: str
-    kind: str  # consultation | internal_meeting | webinar
+    kind: SessionKind
     duration: timedelta
     buffer: timedelta
     min_notice: timedelta

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from glv_scheduler.calendar import Office, Officer, ServiceType, parse_week
-from glv_schemas.events import OfficeCatalogUpdated, ServiceOffering
+from glv_schemas.events import OfficeCatalogUpdatedV2, ServiceOfferingV2
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,18 @@ class Catalog:
     officers: list[Officer]
     collective_leave: dict[date, str]
 
-    def office_entries(self, now: datetime) -> list[OfficeCatalogUpdated]:
+    def office_entries(self, now: datetime) -> list[OfficeCatalogUpdatedV2]:
         """What ticketing needs of each office, for the compacted catalog topic."""
         return [
-            OfficeCatalogUpdated(
+            OfficeCatalogUpdatedV2(
                 office_code=code,
                 name=info.name,
                 city=info.city,
                 zone=info.office.zone,
                 services=[
-                    ServiceOffering(
+                    ServiceOfferingV2(
                         service_code=s,
+                        kind=self.services[s].service.kind,
                         name_id=self.services[s].name_id,
                         name_en=self.services[s].name_en,
                         duration_minutes=int(self.services[s].service.duration.total_seconds() // 60),

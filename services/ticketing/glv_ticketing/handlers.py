@@ -134,7 +134,7 @@ class TicketingUseCase:
         router.handle(InvalidFiling, self.refuse_invalid)
         router.handle(ev.CancellationRequested, self.cancel)
         router.handle(ev.RescheduleRequested, self.reschedule)
-        router.handle(ev.OfficeCatalogUpdated, self.apply_catalog_entry)
+        router.on(ev.OfficeCatalogUpdated, ev.OfficeCatalogUpdatedV2)(self.apply_catalog_entry)
         router.on(
             ev.SlotAssigned,
             ev.SlotReleased,
