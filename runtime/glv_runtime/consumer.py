@@ -151,7 +151,11 @@ def decode(delivery: Delivery) -> Inbound:
         raise PermanentFailure(code, printable(where) or "") from exc
     except (ValueError, RecursionError, MemoryError) as exc:  # whatever a parser may still raise
         raise PermanentFailure("bad_json", type(exc).__name__) from exc
-    check_key(delivery, str(getattr(event, topic_of(model).key)))
+    topic = topic_of(model)
+    if delivery.topic != topic.name and not delivery.topic.endswith("." + topic.name):
+        # Each type has one producer and one topic: a SlotAssigned on a portal's topic is forged.
+        raise PermanentFailure("wrong_topic", f"{cloud_event.type} belongs on {topic.name}")
+    check_key(delivery, str(getattr(event, topic.key)))
     return Inbound(delivery=delivery, cloud_event=cloud_event, event=event)
 
 

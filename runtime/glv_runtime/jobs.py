@@ -176,9 +176,10 @@ class JobRunner:
         free = self._concurrency - len(self._running)
         if free <= 0:
             return 0
-        lease_s = max([k.timeout_s for k in self._kinds.values()] + [p.timeout_s for p in self._periodic.values()])
+        leases = {k.name: k.timeout_s + self._lease_margin_s for k in self._kinds.values()}
+        leases |= {p.kind: p.timeout_s + self._lease_margin_s for p in self._periodic.values()}
         async with self._db.pool.acquire() as conn:
-            jobs = await jobs_store.claim_due(conn, self.kinds, free, lease_s + self._lease_margin_s)
+            jobs = await jobs_store.claim_due(conn, leases, free)
         for job in jobs:
             task = asyncio.create_task(self._execute(job), name=f"job-{job.kind}-{job.id}")
             self._running.add(task)

@@ -58,20 +58,24 @@ async def write_jobs(conn: DbConnection, jobs: Sequence[JobRequest]) -> None:
     )
 
 
-async def claim_due(conn: DbConnection, kinds: Sequence[str], limit: int, lease_s: float) -> list[Job]:
-    """Lease due jobs (and jobs whose lease expired: their worker died) to this worker."""
+async def claim_due(conn: DbConnection, leases: dict[str, float], limit: int) -> list[Job]:
+    """Lease due jobs (and jobs whose lease expired: their worker died) to this worker.
+
+    Each kind has its own lease (its timeout and a margin), so that a killed worker's
+    short job runs again soon after, whatever other kinds this process runs."""
     rows = await conn.fetch(
         "UPDATE glv_job j SET status = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),"
-        "  lease_until = now() + make_interval(secs => $3)"
+        "  lease_until = now() + make_interval(secs => k.lease)"
         " FROM (SELECT id FROM glv_job"
         "       WHERE kind = ANY($1::text[]) AND ((status = 'pending' AND run_at <= now())"
         "          OR (status = 'running' AND lease_until < now()))"
-        "       ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) due"
-        " WHERE j.id = due.id"
+        "       ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) due,"
+        "      unnest($1::text[], $2::float8[]) AS k(kind, lease)"
+        " WHERE j.id = due.id AND j.kind = k.kind"
         " RETURNING j.id, j.kind, j.idempotency_key, j.payload, j.attempts, j.lease_token",
-        list(kinds),
+        list(leases),
+        list(leases.values()),
         limit,
-        lease_s,
     )
     return [
         Job(

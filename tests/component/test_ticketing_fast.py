@@ -92,6 +92,13 @@ def poison_records() -> dict[str, tuple[RawRecord, str]]:
         ),
         "oversized": (replace(good, value=b" " * (MAX_EVENT_BYTES + 1)), "too_large"),
         "unknown type": (replace(good, headers=with_headers(ce_type=b"glv.Nope.v1")), "unknown_type"),
+        "another topic's event (a portal forging a slot)": (
+            replace(
+                record_for(slot_for(filing(7), "Asia/Jakarta", datetime.now(UTC)), source="/portal/sim"),
+                topic=good.topic,
+            ),
+            "wrong_topic",
+        ),
     }
 
 
