@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,30 +218,40 @@ class RunningService:
     async def stop(self) -> None:
         # Order matters: stop taking messages (in-flight batches finish and are
         # acked, up to graceful_timeout), let effects in hand finish, then let the
-        # relay publish what they wrote, then close the rest.
+        # relay publish what they wrote, then close the rest. Every step is bounded:
+        # what a step leaves undone is safe (unacked records are redelivered, unsent
+        # outbox rows are published by the next start, leased jobs run again), and a
+        # stop that never returns would keep a deployment from rolling.
+        s = self.settings
         self.consuming = False
         if self.progress is not None:
-            await self.progress.stop()
+            await self._bounded("progress watch", self.progress.stop(), 5)
         if self.broker is not None:
-            await self.broker.stop()
+            await self._bounded("consumer", self.broker.stop(), s.graceful_timeout_s + 15)
         if self.jobs is not None:
-            await self.jobs.stop(grace_s=self.settings.graceful_timeout_s / 2)
+            await self._bounded("job runner", self.jobs.stop(grace_s=s.graceful_timeout_s / 2), s.graceful_timeout_s)
         if self.relay is not None:
-            await self.relay.stop()
+            await self._bounded("outbox relay", self.relay.stop(), s.graceful_timeout_s)
         if self.sender is not None:
-            await self.sender.stop()
+            await self._bounded("producer", self.sender.stop(), 15)
         if self.http is not None and self._http_task is not None:
             self.http.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, SystemExit):
-                await self._http_task
-        if self.db is not None:
-            try:
-                # Waits for connections still lent out; a stuck one must not hang the stop.
-                await asyncio.wait_for(self.db.pool.close(), timeout=10)
-            except TimeoutError:
-                log.warning("database connections still busy at stop; terminating them")
-                self.db.pool.terminate()
+                await self._bounded("http", self._http_task, 10)
+        # Waits for connections still lent out; a stuck one must not hang the stop.
+        if self.db is not None and not await self._bounded("database pool", self.db.pool.close(), 10):
+            self.db.pool.terminate()
         log.info("service stopped")
+
+    @staticmethod
+    async def _bounded(step: str, work: Awaitable[Any], timeout_s: float) -> bool:
+        """Await one stop step for at most `timeout_s`; False (and a warning) when it ran out."""
+        try:
+            await asyncio.wait_for(work, timeout=timeout_s)
+        except TimeoutError:
+            log.warning("stop step did not finish in time; went on without it", step=step, timeout_s=timeout_s)
+            return False
+        return True
 
 
 async def run_until_signalled(spec: ServiceSpec) -> None:
