@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, ClassVar
 from uuid import UUID
@@ -26,6 +27,13 @@ def _in_utc(value: datetime) -> datetime:
 
 UtcInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 """An offset-aware instant, stored and emitted in UTC."""
+
+# A stakeholder_ref travels into meeting join URLs and the scheduler's database, so the
+# services keep it to characters that need no escaping anywhere: 128 emoji once pushed a
+# join URL past 2,083 characters, and a NUL broke an insert. A domain rule (ticketing
+# refuses at intake, the scheduler again on receipt), not a schema constraint: narrowing
+# the released field would break its older readers. Use with fullmatch (no `$` gap).
+STAKEHOLDER_REF_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 OfficeCode = Annotated[str, Field(pattern=r"^[A-Z]{2,6}$", description="Short office code, e.g. PLP")]

@@ -4,13 +4,12 @@ a reschedule request, and how downstream events move a ticket along its life."""
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from glv_schemas.base import TimeWindow
+from glv_schemas.base import STAKEHOLDER_REF_PATTERN, TimeWindow
 from glv_schemas.events import (
     CancellationRequested,
     Reason,
@@ -26,10 +25,6 @@ ORGANISATION_MAX = 200
 WINDOWS_MAX = 5
 # How far a portal's clock may run ahead of ours before its filed_at is refused.
 FILED_AT_SKEW = timedelta(minutes=5)
-# stakeholder_ref travels into meeting join URLs and the scheduler's database, so it is
-# kept to characters that need no escaping anywhere: 128 emoji once pushed a join URL past
-# 2,083 characters, and a NUL broke an insert. Checked with fullmatch (no `$` newline gap).
-STAKEHOLDER_REF_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
 
 class Status(StrEnum):
