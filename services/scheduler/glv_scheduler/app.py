@@ -12,6 +12,7 @@ from glv_runtime.service import ServiceSpec, run_until_signalled
 from glv_runtime.unit_of_work import Database
 from glv_scheduler.api import webhook_routes
 from glv_scheduler.handlers import SchedulerUseCase
+from glv_scheduler.intake import decode_for_scheduler
 from glv_scheduler.meetings import MeetingProvider, provider_from_settings
 from glv_scheduler.settings import DEV_SECRET, SchedulerSettings
 
@@ -48,6 +49,7 @@ def build_spec(
         settings=settings,
         migrations=["glv_scheduler.migrations"],
         router=use_case.router(),
+        decoder=decode_for_scheduler,
         routes=lambda db: webhook_routes(db, settings.webhook_secrets, clock),
         periodic=[Periodic("waitlist-sweep", settings.waitlist_sweep_interval_s, sweep)],
     )
