@@ -5,7 +5,7 @@ STACK := deploy/local/stack.sh
 # Every package's pyproject.toml: schemas, runtime, tools and each services/<name>/.
 PACKAGES := $(wildcard */pyproject.toml services/*/pyproject.toml)
 
-.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench fuzz
+.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench fuzz pipeline-bench
 
 .venv/.installed: constraints.txt requirements-dev.txt $(PACKAGES) scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -49,6 +49,12 @@ deploy-files: setup
 bench: setup
 	bash $(STACK) start
 	$(BIN)/python benchmarks/scheduler_bench.py
+
+## Pipeline benchmark: echo ceiling, tickets/s per hop and end to end, latency under load, peak RSS (about 5 minutes).
+## Options go in ARGS, e.g. make pipeline-bench ARGS="--quick" or ARGS="--label after --profile".
+pipeline-bench: setup
+	bash $(STACK) start
+	$(BIN)/python benchmarks/pipeline_bench.py $(ARGS)
 
 ## Long fuzz run: 10,000 generated records per consuming service against the running services; prints the table.
 fuzz: setup
