@@ -86,9 +86,12 @@ def valid_event(topic: str, rng: random.Random) -> FuzzRecord:  # also a hypothe
         if rng.random() < 0.85:
             return _record(accepted_for(filed, code), topic, "/glv/ticketing")
         cancelled = ev.TicketCancelled(
-            ticket_id=filed.ticket_id, ticket_code=code, portal_id="fuzz-portal", office_code=office.office_code,
+            ticket_id=filed.ticket_id,
+            ticket_code=code,
+            portal_id="fuzz-portal",
+            office_code=office.office_code,
             cancelled_at=now,
-        )  # fmt: skip
+        )
         return _record(cancelled, topic, "/glv/ticketing")
     if topic == SCHEDULER_EVENTS.name:
         return _record(slot_for(filed, office.zone, now + timedelta(days=2)), topic, "/glv/scheduler")
@@ -137,11 +140,21 @@ def mutated(draw: st.DrawFn, topic: str) -> FuzzRecord:
     how = draw(
         st.sampled_from(
             [
-                "drop-header", "header-bytes", "type-confusion", "truncate", "flip-byte", "json-field",
-                "unknown-field", "new-key", "no-key", "no-value", "oversize", "key-and-value-gone",
+                "drop-header",
+                "header-bytes",
+                "type-confusion",
+                "truncate",
+                "flip-byte",
+                "json-field",
+                "unknown-field",
+                "new-key",
+                "no-key",
+                "no-value",
+                "oversize",
+                "key-and-value-gone",
             ]
         )
-    )  # fmt: skip
+    )
     record.origin = f"mutated:{how}"
     headers = dict(record.headers)
     body = json.loads(record.value or b"{}")

@@ -64,8 +64,15 @@ def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-ZONES = {"JKT": "Asia/Jakarta", "BDG": "Asia/Jakarta", "MKS": "Asia/Makassar", "PLP": "Asia/Makassar",
-         "DPS": "Asia/Makassar", "JYP": "Asia/Jayapura", "AMB": "Asia/Jayapura"}  # fmt: skip
+ZONES = {
+    "JKT": "Asia/Jakarta",
+    "BDG": "Asia/Jakarta",
+    "MKS": "Asia/Makassar",
+    "PLP": "Asia/Makassar",
+    "DPS": "Asia/Makassar",
+    "JYP": "Asia/Jayapura",
+    "AMB": "Asia/Jayapura",
+}
 
 
 def office_morning(office: str, now: datetime, days_ahead: int) -> TimeWindow:

@@ -69,28 +69,52 @@ async def meeting_ended(conn: DbConnection, report: MeetingEnded, now: datetime)
         outcome = judge(slot.kind, officer_came, came)
         sid = session_id(slot.slot_id, ticket_id)
         recorded = await store.record_outcome(
-            conn, session_id=sid, slot_id=slot.slot_id, ticket_id=ticket_id,
-            outcome="held" if outcome.held else "missed", source="webhook", notes="", now=now,
-        )  # fmt: skip
+            conn,
+            session_id=sid,
+            slot_id=slot.slot_id,
+            ticket_id=ticket_id,
+            outcome="held" if outcome.held else "missed",
+            source="webhook",
+            notes="",
+            now=now,
+        )
         if not recorded:
             continue
         # A webinar ticket's event names only the officers and that ticket's own stakeholder.
         attendance = [
-            a for a in report.attendance
+            a
+            for a in report.attendance
             if slot.kind != "webinar" or a.role == "officer" or a.participant_ref == seat["stakeholder_ref"]
-        ]  # fmt: skip
+        ]
         if outcome.held:
-            messages.append(_message(ev.SessionHeld(
-                ticket_id=ticket_id, session_id=sid, slot_id=slot.slot_id, office_code=slot.office_code,
-                started_at=report.started_at, ended_at=report.ended_at,
-                attendance=attendance, artifacts=list(report.artifacts),
-            )))  # fmt: skip
+            messages.append(
+                _message(
+                    ev.SessionHeld(
+                        ticket_id=ticket_id,
+                        session_id=sid,
+                        slot_id=slot.slot_id,
+                        office_code=slot.office_code,
+                        started_at=report.started_at,
+                        ended_at=report.ended_at,
+                        attendance=attendance,
+                        artifacts=list(report.artifacts),
+                    )
+                )
+            )
         else:
             assert outcome.missing is not None
-            messages.append(_message(ev.SessionMissed(
-                ticket_id=ticket_id, session_id=sid, slot_id=slot.slot_id, office_code=slot.office_code,
-                missing_party=outcome.missing, recorded_at=now,
-            )))  # fmt: skip
+            messages.append(
+                _message(
+                    ev.SessionMissed(
+                        ticket_id=ticket_id,
+                        session_id=sid,
+                        slot_id=slot.slot_id,
+                        office_code=slot.office_code,
+                        missing_party=outcome.missing,
+                        recorded_at=now,
+                    )
+                )
+            )
     return messages
 
 
@@ -106,19 +130,43 @@ async def officer_report(
         ticket_id: uuid.UUID = seat["ticket_id"]
         sid = session_id(slot_id, ticket_id)
         recorded = await store.record_outcome(
-            conn, session_id=sid, slot_id=slot_id, ticket_id=ticket_id,
-            outcome="held" if held else "missed", source="officer", notes=notes, now=now,
-        )  # fmt: skip
+            conn,
+            session_id=sid,
+            slot_id=slot_id,
+            ticket_id=ticket_id,
+            outcome="held" if held else "missed",
+            source="officer",
+            notes=notes,
+            now=now,
+        )
         if not recorded:
             continue
         if held:
-            messages.append(_message(ev.SessionHeld(
-                ticket_id=ticket_id, session_id=sid, slot_id=slot_id, office_code=slot.office_code,
-                started_at=slot.starts_at, ended_at=slot.ends_at, attendance=[], artifacts=[],
-            )))  # fmt: skip
+            messages.append(
+                _message(
+                    ev.SessionHeld(
+                        ticket_id=ticket_id,
+                        session_id=sid,
+                        slot_id=slot_id,
+                        office_code=slot.office_code,
+                        started_at=slot.starts_at,
+                        ended_at=slot.ends_at,
+                        attendance=[],
+                        artifacts=[],
+                    )
+                )
+            )
         else:
-            messages.append(_message(ev.SessionMissed(
-                ticket_id=ticket_id, session_id=sid, slot_id=slot_id, office_code=slot.office_code,
-                missing_party=missing or "stakeholder", recorded_at=now,
-            )))  # fmt: skip
+            messages.append(
+                _message(
+                    ev.SessionMissed(
+                        ticket_id=ticket_id,
+                        session_id=sid,
+                        slot_id=slot_id,
+                        office_code=slot.office_code,
+                        missing_party=missing or "stakeholder",
+                        recorded_at=now,
+                    )
+                )
+            )
     return messages

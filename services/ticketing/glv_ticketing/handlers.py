@@ -94,13 +94,45 @@ def decode_for_ticketing(delivery: Delivery) -> Inbound:
 
 
 @dataclass
-class _PendingAcceptance:
-    """Holds an acceptance's place in the outbox and history until its code is issued,
-    so that a ticket's events stay in the order they were decided."""
+class _Acceptance:
+    """An acceptance keeps its place among the batch's history entries and events; its
+    ticket code is issued later (per office and day, in one statement), and the entry
+    and event are written from it once the code is there."""
 
     item: Inbound
     ticket: Ticket
     decision: Accept
+
+    def history_entry(self, now: datetime) -> store.HistoryEntry:
+        assert self.ticket.ticket_code is not None
+        return store.HistoryEntry(
+            self.ticket.ticket_id,
+            "accepted",
+            Status.ACCEPTED,
+            self.item.cloud_event.id,
+            now,
+            {"ticket_code": self.ticket.ticket_code},
+        )
+
+    def message(self, now: datetime) -> OutboxMessage:
+        filed = self.item.event
+        assert isinstance(filed, ev.TicketFiled) and self.ticket.ticket_code is not None
+        accepted = ev.TicketAccepted(
+            ticket_id=filed.ticket_id,
+            ticket_code=self.ticket.ticket_code,
+            portal_id=filed.portal_id,
+            office_code=filed.office_code,
+            service_code=filed.service_code,
+            kind=filed.kind,
+            stakeholder_ref=filed.stakeholder.stakeholder_ref,
+            locale=filed.stakeholder.locale,
+            preferred_windows=filed.preferred_windows,
+            filed_at=filed.filed_at,
+            accepted_at=now,
+        )
+        return event_message(
+            accepted, source=SOURCE, key=str(filed.ticket_id), traceparent=self.item.cloud_event.traceparent
+        )
 
 
 @dataclass
@@ -111,10 +143,10 @@ class _BatchState:
     tickets: dict[str, Ticket]
     now: datetime
     changed: dict[str, Ticket] = field(default_factory=dict)
-    history: list[store.HistoryEntry | _PendingAcceptance] = field(default_factory=list)
-    outbox: list[OutboxMessage | _PendingAcceptance] = field(default_factory=list)
-    # Acceptances wait for their ticket codes, reserved per office and day in one go.
-    accepted: list[_PendingAcceptance] = field(default_factory=list)
+    history: list[store.HistoryEntry | _Acceptance] = field(default_factory=list)
+    outbox: list[OutboxMessage | _Acceptance] = field(default_factory=list)
+    # Acceptances waiting for their ticket codes, reserved per office and day in one go.
+    uncoded: list[_Acceptance] = field(default_factory=list)
 
     def save(self, ticket: Ticket) -> None:
         self.tickets[ticket.ticket_id] = ticket
@@ -157,8 +189,11 @@ class TicketingUseCase:
     async def finish(self, uow: UnitOfWork, state: _BatchState) -> None:
         await self._issue_codes(uow.conn, state)
         await store.save_tickets(uow.conn, list(state.changed.values()), state.now)
-        await store.add_history(uow.conn, [h for h in state.history if isinstance(h, store.HistoryEntry)])
-        uow.publish_messages([m for m in state.outbox if isinstance(m, OutboxMessage)])
+        now = state.now
+        await store.add_history(
+            uow.conn, [h.history_entry(now) if isinstance(h, _Acceptance) else h for h in state.history]
+        )
+        uow.publish_messages([m.message(now) if isinstance(m, _Acceptance) else m for m in state.outbox])
 
     async def apply_catalog_entry(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
         entry = item.event
@@ -187,10 +222,10 @@ class TicketingUseCase:
                     service_code=filed.service_code,
                 )
                 state.save(ticket)
-                pending = _PendingAcceptance(item, ticket, decision)
-                state.accepted.append(pending)
-                state.history.append(pending)
-                state.outbox.append(pending)
+                acceptance = _Acceptance(item, ticket, decision)
+                state.uncoded.append(acceptance)
+                state.history.append(acceptance)
+                state.outbox.append(acceptance)
             case Reject(reasons=reasons):
                 if existing is None:
                     state.save(
@@ -252,38 +287,16 @@ class TicketingUseCase:
         )
 
     async def _issue_codes(self, conn: DbConnection, state: _BatchState) -> None:
-        """Reserve codes per office and local day in one statement each, then put every
-        pending acceptance's history entry and event in the place it was decided."""
-        if not state.accepted:
-            return
-        now = state.now
-        by_day: dict[tuple[str, Any], list[_PendingAcceptance]] = defaultdict(list)
-        for pending in state.accepted:
-            by_day[(pending.decision.office.code, pending.decision.local_day)].append(pending)
-        entries: dict[int, store.HistoryEntry] = {}
-        messages: dict[int, OutboxMessage] = {}
+        """Reserve the codes of the acceptances decided so far, per office and local day in
+        one statement each (a cancellation later in the batch needs its ticket's code)."""
+        by_day: dict[tuple[str, Any], list[_Acceptance]] = defaultdict(list)
+        for acceptance in state.uncoded:
+            by_day[(acceptance.decision.office.code, acceptance.decision.local_day)].append(acceptance)
         for (office_code, local_day), group in by_day.items():
             first = await store.reserve_code_numbers(conn, office_code, local_day, len(group))
-            for number, pending in enumerate(group, start=first):
-                ticket, item, filed = pending.ticket, pending.item, pending.item.event
-                assert isinstance(filed, ev.TicketFiled)
-                ticket.ticket_code = format_ticket_code(office_code, local_day, number)
-                entries[id(pending)] = store.HistoryEntry(
-                    ticket.ticket_id, "accepted", Status.ACCEPTED, item.cloud_event.id, now,
-                    {"ticket_code": ticket.ticket_code},
-                )  # fmt: skip
-                accepted = ev.TicketAccepted(
-                    ticket_id=filed.ticket_id, ticket_code=ticket.ticket_code, portal_id=filed.portal_id,
-                    office_code=filed.office_code, service_code=filed.service_code, kind=filed.kind,
-                    stakeholder_ref=filed.stakeholder.stakeholder_ref, locale=filed.stakeholder.locale,
-                    preferred_windows=filed.preferred_windows, filed_at=filed.filed_at, accepted_at=now,
-                )  # fmt: skip
-                messages[id(pending)] = event_message(
-                    accepted, source=SOURCE, key=str(filed.ticket_id), traceparent=item.cloud_event.traceparent
-                )
-        state.accepted.clear()
-        state.history[:] = [entries.get(id(h), h) if isinstance(h, _PendingAcceptance) else h for h in state.history]
-        state.outbox[:] = [messages.get(id(m), m) if isinstance(m, _PendingAcceptance) else m for m in state.outbox]
+            for number, acceptance in enumerate(group, start=first):
+                acceptance.ticket.ticket_code = format_ticket_code(office_code, local_day, number)
+        state.uncoded.clear()
 
     # ------------------------------------------------- cancellation, reschedule
 
@@ -297,15 +310,26 @@ class TicketingUseCase:
             ticket.status = Status.CANCELLED
             state.save(ticket)
             self._history(state, item, ticket.ticket_id, "cancelled", Status.CANCELLED, now)
-            self._publish(state, item, ev.TicketCancelled(
-                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, portal_id=request.portal_id,
-                office_code=ticket.office_code, cancelled_at=now,
-            ))  # fmt: skip
+            self._publish(
+                state,
+                item,
+                ev.TicketCancelled(
+                    ticket_id=request.ticket_id,
+                    ticket_code=ticket.ticket_code,
+                    portal_id=request.portal_id,
+                    office_code=ticket.office_code,
+                    cancelled_at=now,
+                ),
+            )
             return
         reasons = self._refusal(state, item, ticket, request.portal_id, decision, "cancellation_refused", now)
-        self._publish(state, item, ev.CancellationRefused(
-            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
-        ))  # fmt: skip
+        self._publish(
+            state,
+            item,
+            ev.CancellationRefused(
+                ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+            ),
+        )
 
     async def reschedule(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
         request, now = item.event, state.now
@@ -316,15 +340,27 @@ class TicketingUseCase:
         decision = decide_reschedule(request, ticket, office, now)
         if isinstance(decision, Approve) and ticket is not None and ticket.ticket_code is not None:
             self._history(state, item, ticket.ticket_id, "reschedule_approved", ticket.status, now)
-            self._publish(state, item, ev.RescheduleApproved(
-                ticket_id=request.ticket_id, ticket_code=ticket.ticket_code, office_code=ticket.office_code,
-                service_code=ticket.service_code, preferred_windows=request.preferred_windows, approved_at=now,
-            ))  # fmt: skip
+            self._publish(
+                state,
+                item,
+                ev.RescheduleApproved(
+                    ticket_id=request.ticket_id,
+                    ticket_code=ticket.ticket_code,
+                    office_code=ticket.office_code,
+                    service_code=ticket.service_code,
+                    preferred_windows=request.preferred_windows,
+                    approved_at=now,
+                ),
+            )
             return
         reasons = self._refusal(state, item, ticket, request.portal_id, decision, "reschedule_refused", now)
-        self._publish(state, item, ev.RescheduleRefused(
-            ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
-        ))  # fmt: skip
+        self._publish(
+            state,
+            item,
+            ev.RescheduleRefused(
+                ticket_id=request.ticket_id, portal_id=request.portal_id, reasons=reasons, refused_at=now
+            ),
+        )
 
     def _refusal(
         self,
