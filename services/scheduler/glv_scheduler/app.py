@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -18,6 +19,11 @@ from glv_scheduler.settings import DEV_SECRET, SchedulerSettings
 
 SERVICE = "scheduler"
 log = get_logger(__name__)
+# A batch holds thousands of objects for its whole transaction (tickets, placements, rows,
+# events); with the default thresholds (700, 10, 10) they are promoted to the oldest generation
+# and its full collections took about a tenth of the scheduler's time. Fewer, larger young
+# collections keep them young; memory is freed by reference counting as before.
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def meeting_provider(settings: SchedulerSettings) -> MeetingProvider:
@@ -56,4 +62,5 @@ def build_spec(
 
 
 def main() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
     asyncio.run(run_until_signalled(build_spec()))

@@ -1,20 +1,26 @@
 """The scheduler's use cases for consumed events: assign, cancel, reschedule, refill.
 
-Runs inside the transaction the runtime opened. Each booking attempt runs in a
-savepoint: when the exclusion constraint refuses it (another replica booked the
-officer first), the search runs again on fresh bookings.
+Runs inside the transaction the runtime opened. The TicketAccepted of a batch are
+placed together (`_flush`): the officer-days they can touch are read once, every
+ticket is placed in memory in arrival order with the pure rules (`BatchPlanner`),
+and slots, bookings, seats and statuses are written with one statement each. When
+the exclusion constraint refuses a booking (another replica booked the officer
+first), that ticket and the later ones of its office are placed again on fresh
+bookings; other offices keep their placements.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import time as clock_time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
-import asyncpg
 from prometheus_client import Counter, Histogram
 
 from glv_runtime.consumer import Inbound
@@ -24,25 +30,39 @@ from glv_runtime.outbox import OutboxMessage, event_message
 from glv_runtime.router import Router
 from glv_runtime.unit_of_work import Database, UnitOfWork
 from glv_scheduler import store
-from glv_scheduler.assignment import Request, choose_webinar, eligible_officers, find_slot
+from glv_scheduler.assignment import BatchPlanner, NewSlot, Placement, Request, SlotSearch, Want
 from glv_scheduler.meetings import MeetingProvider, Participant
 from glv_schemas import events as ev
 from glv_schemas.base import Event
 
 log = get_logger(__name__)
+T = TypeVar("T")
 SOURCE = "/glv/scheduler"
 STAKEHOLDER = "Pemohon"  # a role label, not a name: join links travel in events
 MAX_CLASHES = 25
 SWEEP_PAGE = 50  # waiting tickets a sweep places per unit of work
+REFILL_PAGE = 50  # waiting tickets a refill reads and places together
+MAX_CALENDAR_DAYS = 50_000  # office-service-days of calendar kept from batch to batch
 
 ASSIGN_SECONDS = Histogram(
     "glv_scheduler_assignment_seconds",
-    "Time to find and book a slot for one ticket",
+    "Time to find and book a slot for one ticket (a batch's time shared by its tickets)",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 CLASHES = Counter(
     "glv_scheduler_booking_clashes_total", "Bookings the exclusion constraint refused (another replica was first)"
 )
+
+
+async def _meanwhile(statement: Awaitable[T], work: Callable[[], object]) -> T:
+    """Run a statement and, while the database executes it, CPU work that does not touch the connection."""
+    running = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)  # the statement is sent
+    try:
+        work()
+    finally:
+        result = await running  # the connection is free again whatever `work` did
+    return result
 
 
 class _KeepSlot(Exception):
@@ -68,15 +88,20 @@ class Failed:
 class _BatchContext:
     world: store.World
     now: datetime
+    search: SlotSearch
+    # TicketAccepted not placed yet: placed together before any other event of the batch
+    # is handled, and at the end of the batch.
+    pending: list[Inbound] = field(default_factory=list)
 
 
 class SchedulerUseCase:
     def __init__(self, meetings: MeetingProvider, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._meetings = meetings
         self._clock = clock
+        self._cached: tuple[uuid.UUID, store.World, SlotSearch] | None = None
 
     def router(self) -> Router[_BatchContext]:
-        router: Router[_BatchContext] = Router("scheduler", prepare=self.prepare)
+        router: Router[_BatchContext] = Router("scheduler", prepare=self.prepare, finish=self.finish)
         router.handle(ev.TicketAccepted, self.accept)
         router.handle(ev.TicketCancelled, self.cancel)
         router.handle(ev.RescheduleApproved, self.reschedule)
@@ -95,69 +120,151 @@ class SchedulerUseCase:
         ]
         cancelled = [item.event.ticket_id for item in items if isinstance(item.event, ev.TicketCancelled)]
         await store.lock_waitlists(uow.conn, pairs, cancelled)
-        return _BatchContext(world=await store.load_world(uow.conn), now=self._clock())
+        world, search = await self._catalog(uow.conn)
+        return _BatchContext(world=world, now=self._clock(), search=search)
+
+    async def _catalog(self, conn: DbConnection) -> tuple[store.World, SlotSearch]:
+        """The catalog, read again only when it changed (its version); with the search that
+        remembers its calendars from batch to batch."""
+        version = await store.catalog_version(conn)
+        cached = self._cached
+        if cached is None or cached[0] != version or cached[2].size > MAX_CALENDAR_DAYS:
+            world = await store.load_world(conn)
+            cached = self._cached = (version, world, SlotSearch(world.officers, world.closures))
+        return cached[1], cached[2]
 
     async def accept(self, uow: UnitOfWork, batch: _BatchContext, item: Inbound) -> None:
         assert isinstance(item.event, ev.TicketAccepted)
-        uow.publish_messages(
-            await self._accept(uow.conn, batch.world, item.event, batch.now, item.cloud_event.traceparent)
-        )
+        batch.pending.append(item)  # placed with the batch's other acceptances (`_flush`)
 
     async def cancel(self, uow: UnitOfWork, batch: _BatchContext, item: Inbound) -> None:
         assert isinstance(item.event, ev.TicketCancelled)
-        uow.publish_messages(
-            await self._cancel(uow.conn, batch.world, item.event, batch.now, item.cloud_event.traceparent)
-        )
+        await self._flush(uow, batch)  # a ticket accepted earlier in the batch has its slot first
+        uow.publish_messages(await self._cancel(uow.conn, batch, item.event, item.cloud_event.traceparent))
 
     async def reschedule(self, uow: UnitOfWork, batch: _BatchContext, item: Inbound) -> None:
         assert isinstance(item.event, ev.RescheduleApproved)
-        uow.publish_messages(
-            await self._reschedule(uow.conn, batch.world, item.event, batch.now, item.cloud_event.traceparent)
-        )
+        await self._flush(uow, batch)
+        uow.publish_messages(await self._reschedule(uow.conn, batch, item.event, item.cloud_event.traceparent))
+
+    async def finish(self, uow: UnitOfWork, batch: _BatchContext) -> None:
+        await self._flush(uow, batch)
 
     # ------------------------------------------------------------- accepting
 
-    async def _accept(
-        self, conn: DbConnection, world: store.World, accepted: ev.TicketAccepted, now: datetime, trace: str | None
-    ) -> list[OutboxMessage]:
-        record = store.RequestRecord(
-            ticket_id=accepted.ticket_id,
-            ticket_code=accepted.ticket_code,
-            office_code=accepted.office_code,
-            service_code=accepted.service_code,
-            stakeholder_ref=accepted.stakeholder_ref,
-            windows=tuple((w.start, w.end) for w in accepted.preferred_windows),
-            status="waitlisted",
-        )
-        status = await store.add_request(conn, record, accepted.accepted_at)
-        if status is None:
-            return []  # already known: a replay of an accepted ticket changes nothing
-        if status == "cancelled":
-            # Its TicketCancelled came first (this acceptance was dead-lettered and replayed).
-            log.info("accepted ticket was cancelled before: nothing booked")
-            return []
-        return await self._place(conn, world, record, now, trace)
+    async def _flush(self, uow: UnitOfWork, batch: _BatchContext) -> None:
+        """Store the pending TicketAccepted (one statement) and place them together, in the order they came."""
+        pending, batch.pending = batch.pending, []
+        if not pending:
+            return
+        started = clock_time.perf_counter()
+        accepted: dict[uuid.UUID, tuple[store.RequestRecord, datetime, str | None]] = {}
+        for item in pending:
+            event = item.event
+            assert isinstance(event, ev.TicketAccepted)
+            if event.ticket_id in accepted:
+                continue  # a second acceptance of the ticket changes nothing
+            record = store.RequestRecord(
+                ticket_id=event.ticket_id,
+                ticket_code=event.ticket_code,
+                office_code=event.office_code,
+                service_code=event.service_code,
+                stakeholder_ref=event.stakeholder_ref,
+                windows=tuple((w.start, w.end) for w in event.preferred_windows),
+                status="waitlisted",
+            )
+            accepted[event.ticket_id] = (record, event.accepted_at, item.cloud_event.traceparent)
+        stored = await store.add_requests(uow.conn, [(record, at) for record, at, _ in accepted.values()], batch.now)
+        fresh: list[tuple[store.RequestRecord, str | None]] = []
+        behind: set[tuple[str, str]] = set()  # lines with tickets waiting before the batch's
+        for record, _, trace in accepted.values():
+            if record.ticket_id not in stored:
+                continue  # already known: a replay of an accepted ticket changes nothing
+            status, waits = stored[record.ticket_id]
+            if status == "cancelled":
+                # Its TicketCancelled came first (this acceptance was dead-lettered and replayed).
+                log.info("accepted ticket was cancelled before: nothing booked", ticket_id=str(record.ticket_id))
+                continue
+            line = (record.office_code, record.service_code)
+            if waits and all(line != (r.office_code, r.service_code) for r, _ in fresh):
+                behind.add(line)
+            fresh.append((record, trace))
+        if fresh:
+            uow.publish_messages(
+                await self._place(uow.conn, batch.world, batch.search, fresh, batch.now, behind=behind)
+            )
+            share = (clock_time.perf_counter() - started) / len(fresh)
+            for _ in fresh:
+                ASSIGN_SECONDS.observe(share)
 
     async def _place(
-        self, conn: DbConnection, world: store.World, record: store.RequestRecord, now: datetime, trace: str | None
+        self,
+        conn: DbConnection,
+        world: store.World,
+        search: SlotSearch,
+        fresh: Sequence[tuple[store.RequestRecord, str | None]],
+        now: datetime,
+        *,
+        behind: set[tuple[str, str]] | None = None,
     ) -> list[OutboxMessage]:
-        """Place a ticket without a slot, first come first served: tickets of its office and
-        service that wait since before it are served first, and if one of them finds no room,
-        neither does this one (it joins the waitlist behind them)."""
-        messages, blocked = await self._refill(
-            conn, world, record.office_code, record.service_code, now, trace, before=record.ticket_id
+        """Place waiting tickets without a slot (in arrival order), first come first served: in each
+        office and service, the tickets waiting since before the first of them are served first, and
+        if one of those finds no room, none of these does (they ask for the same office and service
+        at the same moment): they keep waiting behind it, without a search of their own.
+
+        `behind`: the (office, service) lines where tickets wait since before the first of these, when
+        known already. Placed tickets become assigned (with their seats); refused ones unschedulable."""
+        firsts: dict[tuple[str, str], tuple[store.RequestRecord, str | None]] = {}
+        for record, trace in fresh:
+            firsts.setdefault((record.office_code, record.service_code), (record, trace))
+        ahead = (
+            behind
+            if behind is not None
+            else await store.lines_waiting(conn, [(*line, record.ticket_id) for line, (record, _) in firsts.items()])
         )
-        outcome = blocked if blocked is not None else await self._timed_assign(conn, world, record, now)
-        if isinstance(outcome, Failed):
-            await store.set_request(conn, record.ticket_id, "waitlisted" if outcome.waitlist else "unschedulable", now)
-            return [*messages, self._failed(record, outcome, now, trace, waitlisted=outcome.waitlist)]
-        await store.set_request(conn, record.ticket_id, "assigned", now)
-        return [*messages, self._slot_assigned(world, record, outcome.slot, now, trace, None)]
+        served: dict[tuple[str, str], list[OutboxMessage]] = {}
+        stuck: dict[tuple[str, str], Failed] = {}
+        for line, (record, trace) in firsts.items():
+            if line in ahead:
+                served[line], blocked = await self._refill(
+                    conn, world, search, *line, now, trace, before=record.ticket_id
+                )
+                if blocked is not None:
+                    stuck[line] = blocked
+        free = [record for record, _ in fresh if (record.office_code, record.service_code) not in stuck]
+        traces = {record.ticket_id: trace for record, trace in fresh}
+        described: dict[uuid.UUID, OutboxMessage] = {}
+
+        def describe(record: store.RequestRecord, slot: store.SlotRecord) -> None:
+            described[record.ticket_id] = self._slot_assigned(world, record, slot, now, traces[record.ticket_id], None)
+
+        placed = dict(
+            zip(
+                [r.ticket_id for r in free],
+                await self._assign_all(conn, world, search, free, now, describe=describe),
+                strict=True,
+            )
+        )
+        refused: list[tuple[uuid.UUID, str]] = []
+        messages: list[OutboxMessage] = []
+        for record, trace in fresh:
+            line = (record.office_code, record.service_code)
+            messages.extend(served.pop(line, ()))  # the waiting tickets served ahead of it
+            outcome = placed[record.ticket_id] if record.ticket_id in placed else stuck[line]
+            if isinstance(outcome, Failed):
+                if not outcome.waitlist:  # those with no room keep waiting
+                    refused.append((record.ticket_id, "unschedulable"))
+                messages.append(self._failed(record, outcome, now, trace, waitlisted=outcome.waitlist))
+            else:
+                messages.append(described[record.ticket_id])
+        await store.set_requests(conn, refused, now)
+        return messages
 
     async def _timed_assign(
         self,
         conn: DbConnection,
         world: store.World,
+        search: SlotSearch,
         record: store.RequestRecord,
         now: datetime,
         *,
@@ -165,7 +272,8 @@ class SchedulerUseCase:
     ) -> Assigned | Failed:
         started = clock_time.perf_counter()
         try:
-            return await self.assign(conn, world, record, now, leaving=leaving)
+            [outcome] = await self._assign_all(conn, world, search, [record], now, leaving=leaving)
+            return outcome
         finally:
             ASSIGN_SECONDS.observe(clock_time.perf_counter() - started)
 
@@ -178,60 +286,165 @@ class SchedulerUseCase:
         *,
         leaving: uuid.UUID | None = None,
     ) -> Assigned | Failed:
-        """Book the best slot for the ticket, or say why there is none.
+        """Book the best slot for one ticket, or say why there is none (`_assign_all` for one).
 
         `leaving` is the slot a rescheduled ticket moves out of: it is not offered again."""
+        search = SlotSearch(world.officers, world.closures)
+        [outcome] = await self._assign_all(conn, world, search, [record], now, leaving=leaving)
+        return outcome
+
+    @staticmethod
+    def _want(
+        world: store.World, search: SlotSearch, record: store.RequestRecord, now: datetime, leaving: uuid.UUID | None
+    ) -> Want | Failed:
+        """What placing the ticket asks for, or why it is refused (unknown office, service not
+        offered there, too few officers with the skill): it would never fit, it does not wait."""
         office = world.offices.get(record.office_code)
         service = world.services.get(record.service_code)
         if office is None:
             return Failed("unknown_office", waitlist=False)
         if service is None or service.code not in office.services:
             return Failed("service_not_offered", waitlist=False)
-        staff = eligible_officers(office, world.officers, service)
-        if len(staff) < service.officers_required:
+        if len(search.staff(office, service)) < service.officers_required:
             return Failed("no_officer", waitlist=False)
-        request = Request(service=service, windows=record.windows, now=now)
-        if service.kind == "webinar":
-            webinar = choose_webinar(
-                request,
-                await store.open_webinars(conn, office.code, service.code, now, now + service.horizon, leaving=leaving),
-            )
-            if webinar is not None and await store.take_seat(conn, uuid.UUID(webinar.slot_id), record.ticket_id, now):
-                slot = await store.get_slot(conn, uuid.UUID(webinar.slot_id))
-                assert slot is not None
-                return Assigned(slot)
+        return Want(
+            office, Request(service=service, windows=record.windows, now=now), str(leaving) if leaving else None
+        )
+
+    async def _assign_all(
+        self,
+        conn: DbConnection,
+        world: store.World,
+        search: SlotSearch,
+        records: Sequence[store.RequestRecord],
+        now: datetime,
+        *,
+        leaving: uuid.UUID | None = None,
+        describe: Callable[[store.RequestRecord, store.SlotRecord], None] | None = None,
+    ) -> list[Assigned | Failed]:
+        """Book slots for tickets in this order, first come first served within each office and
+        service (after one finds no room, the later ones find none either).
+
+        `describe(ticket, slot)` is called for each ticket placed while its slot is being written
+        (again if a clash places it again): the events are made while the database works."""
+        wants = [self._want(world, search, record, now, leaving) for record in records]
+        asked = [(record, want) for record, want in zip(records, wants, strict=True) if isinstance(want, Want)]
+        slots = iter(await self._book(conn, world, search, asked, now, leaving, describe) if asked else [])
+        outcomes: list[Assigned | Failed] = []
+        for want in wants:
+            if isinstance(want, Failed):
+                outcomes.append(want)
+            elif (slot := next(slots)) is not None:
+                outcomes.append(Assigned(slot))
+            else:
+                outcomes.append(Failed("no_capacity", waitlist=True))
+        return outcomes
+
+    async def _book(
+        self,
+        conn: DbConnection,
+        world: store.World,
+        search: SlotSearch,
+        wants: Sequence[tuple[store.RequestRecord, Want]],
+        now: datetime,
+        leaving: uuid.UUID | None,
+        describe: Callable[[store.RequestRecord, store.SlotRecord], None] | None,
+    ) -> list[store.SlotRecord | None]:
+        """Place the tickets in memory and write what they take, set-based; the slot of each, or None.
+
+        The officer-days the tickets will likely search are read in one statement, the open
+        webinars they may join in another (locked: their free seats stay free until commit).
+        New slots and their bookings are inserted in one statement that leaves out the bookings
+        the exclusion constraint refuses: another transaction booked that officer at that time
+        first. Then the ticket whose booking was refused and the later tickets of its office are
+        placed again on fresh bookings (so that none of them passes an earlier one); the other
+        offices' tickets keep what they have. Seats are written once every ticket is placed."""
+        busy = store.BatchBusy(conn)
+        await busy.read(span for _, want in wants for span in search.reads(want.request, want.office))
+        lines = sorted(
+            {
+                (*want.line, now, now + want.request.service.horizon)
+                for _, want in wants
+                if want.request.service.kind == "webinar"
+            }
+        )
+        stored = await store.lock_open_webinars(conn, lines, leaving=leaving)
+        webinars = {webinar.slot_id: slot for found in stored.values() for webinar, slot in found}
+        planner = BatchPlanner(
+            search, busy, {line: [webinar for webinar, _ in found] for line, found in stored.items()}
+        )
+        placed: list[Placement | None] = [None] * len(wants)
+        rows: dict[str, store.NewSlotRow] = {}  # the new slots written, by slot id
+
+        def slot_of(placement: Placement) -> store.SlotRecord:
+            new_slot = rows.get(placement.slot_id)
+            return new_slot.record() if new_slot is not None else webinars[placement.slot_id]
+
+        def describe_placed(indices: Sequence[int]) -> None:
+            if describe is not None:
+                for n in indices:
+                    if (placement := placed[n]) is not None:
+                        describe(wants[n][0], slot_of(placement))
+
+        todo = list(range(len(wants)))
         for _ in range(MAX_CLASHES):
-            busy = store.DbBusy(conn)
-            proposal = await find_slot(request, office, world.officers, world.closures, busy)
-            if proposal is None:
-                return Failed("no_capacity", waitlist=True)
-            slot_id = uuid.uuid4()
-            plan = self._meetings.plan(proposal.starts_at, proposal.ends_at)
-            try:
-                async with conn.transaction():  # a savepoint: a clash undoes only this attempt
-                    slot = await store.create_slot(
-                        conn,
-                        slot_id=slot_id,
-                        office_code=office.code,
-                        service=service,
-                        starts_at=proposal.starts_at,
-                        ends_at=proposal.ends_at,
-                        plan=plan,
-                        officer_ids=proposal.officer_ids,
-                        ticket_id=record.ticket_id,
-                        now=now,
-                    )
-            except asyncpg.exceptions.ExclusionViolationError:
-                CLASHES.inc()
-                log.info("booking clash, searching again", officer_ids=list(proposal.officer_ids))
-                continue
-            return Assigned(slot)
-        raise RuntimeError("too many booking clashes in a row")  # the batch is retried
+            again = set(todo)
+            stuck = {wants[n][1].line for n in range(len(wants)) if n not in again and placed[n] is None}
+            new: list[store.NewSlotRow] = []
+            for n, placement in zip(
+                todo, await planner.place_all([wants[n][1] for n in todo], stuck=stuck), strict=True
+            ):
+                placed[n] = placement
+                if isinstance(placement, NewSlot):
+                    rows[placement.slot_id] = self._new_slot(wants[n][1], placement)
+                    new.append(rows[placement.slot_id])
+            inserted = await _meanwhile(store.insert_slots(conn, new), functools.partial(describe_placed, todo))
+            clashed = {
+                str(row.slot_id) for row in new if any((row.slot_id, o) not in inserted for o in row.officer_ids)
+            }
+            if not clashed:
+                break
+            CLASHES.inc(len(clashed))
+            log.info("booking clash, placing again", clashes=len(clashed))
+            # From the first refused ticket of each office on, its tickets are placed again.
+            first: dict[str, int] = {}
+            for n in todo:
+                placement = placed[n]
+                if isinstance(placement, NewSlot) and placement.slot_id in clashed:
+                    first.setdefault(wants[n][1].office.code, n)
+            todo = [n for n in todo if wants[n][1].office.code in first and n >= first[wants[n][1].office.code]]
+            redo = set(todo)
+            await store.drop_slots(
+                conn, [rows.pop(p.slot_id).slot_id for n in todo if isinstance(p := placed[n], NewSlot)]
+            )
+            for office_code in first:
+                planner.restart(office_code)
+                busy.forget(o.officer_id for o in world.officers if o.office_code == office_code)
+            for n, (_, want) in enumerate(wants):  # what the office's earlier tickets hold stays theirs
+                if want.office.code in first and n not in redo and (kept := placed[n]) is not None:
+                    planner.apply(want, kept)
+        else:
+            raise RuntimeError("too many booking clashes in a row")  # the batch is retried
+        seats = [(record.ticket_id, uuid.UUID(p.slot_id)) for (record, _), p in zip(wants, placed, strict=True) if p]
+        await store.add_seats(conn, seats, now)
+        return [None if p is None else slot_of(p) for p in placed]
+
+    def _new_slot(self, want: Want, placement: NewSlot) -> store.NewSlotRow:
+        proposal = placement.proposal
+        return store.NewSlotRow(
+            slot_id=uuid.UUID(placement.slot_id),
+            office_code=want.office.code,
+            service=want.request.service,
+            starts_at=proposal.starts_at,
+            ends_at=proposal.ends_at,
+            plan=self._meetings.plan(proposal.starts_at, proposal.ends_at),
+            officer_ids=proposal.officer_ids,
+        )
 
     # ---------------------------------------------------- cancel, reschedule
 
     async def _cancel(
-        self, conn: DbConnection, world: store.World, cancelled: ev.TicketCancelled, now: datetime, trace: str | None
+        self, conn: DbConnection, batch: _BatchContext, cancelled: ev.TicketCancelled, trace: str | None
     ) -> list[OutboxMessage]:
         record = await store.get_request(conn, cancelled.ticket_id)
         if record is None:
@@ -240,15 +453,16 @@ class SchedulerUseCase:
             return []
         if record.status == "cancelled":
             return []
-        await store.set_request(conn, cancelled.ticket_id, "cancelled", now)
+        await store.set_request(conn, cancelled.ticket_id, "cancelled", batch.now)
         slot = await store.live_slot_of(conn, cancelled.ticket_id)
         if slot is None:
             return []  # it was waiting: leaving the waitlist frees nothing
-        return await self._release(conn, world, cancelled.ticket_id, slot, "cancelled", now, trace)
+        return await self._release(conn, batch, cancelled.ticket_id, slot, "cancelled", trace)
 
     async def _reschedule(
-        self, conn: DbConnection, world: store.World, approved: ev.RescheduleApproved, now: datetime, trace: str | None
+        self, conn: DbConnection, batch: _BatchContext, approved: ev.RescheduleApproved, trace: str | None
     ) -> list[OutboxMessage]:
+        world, now = batch.world, batch.now
         record = await store.get_request(conn, approved.ticket_id)
         if record is None or record.status in ("cancelled", "done"):
             return []
@@ -257,7 +471,7 @@ class SchedulerUseCase:
         current = await store.live_slot_of(conn, record.ticket_id)
         if current is None:  # still waiting: wait with the new windows, and try them now
             await store.set_request(conn, record.ticket_id, record.status, now, windows=windows)
-            return await self._place(conn, world, moved, now, trace)
+            return await self._place(conn, world, batch.search, [(moved, trace)], now)
         # The new slot is booked before the old one is let go (inside a savepoint):
         # when nothing fits, the ticket keeps the slot it has.
         try:
@@ -268,7 +482,7 @@ class SchedulerUseCase:
                     current.slot_id,
                     now,
                 )
-                outcome = await self._timed_assign(conn, world, moved, now, leaving=current.slot_id)
+                outcome = await self._timed_assign(conn, world, batch.search, moved, now, leaving=current.slot_id)
                 if isinstance(outcome, Failed):
                     raise _KeepSlot(outcome)
         except _KeepSlot as keep:
@@ -277,20 +491,19 @@ class SchedulerUseCase:
         await store.set_request(conn, record.ticket_id, "assigned", now, windows=windows)
         return [
             self._slot_assigned(world, moved, outcome.slot, now, trace, current),
-            *await self._release(conn, world, record.ticket_id, current, "rescheduled", now, trace),
+            *await self._release(conn, batch, record.ticket_id, current, "rescheduled", trace),
         ]
 
     async def _release(
         self,
         conn: DbConnection,
-        world: store.World,
+        batch: _BatchContext,
         ticket_id: uuid.UUID,
         slot: store.SlotRecord,
         reason: str,
-        now: datetime,
         trace: str | None,
     ) -> list[OutboxMessage]:
-        await store.release_seat(conn, ticket_id, slot.slot_id, now)
+        await store.release_seat(conn, ticket_id, slot.slot_id, batch.now)
         messages = [
             self._message(
                 ev.SlotReleased(
@@ -299,12 +512,14 @@ class SchedulerUseCase:
                     office_code=slot.office_code,
                     officer_id=slot.officer_ids[0] if slot.officer_ids else "",
                     reason=reason,
-                    released_at=now,
+                    released_at=batch.now,
                 ),
                 trace,
             )
         ]
-        refilled, _ = await self._refill(conn, world, slot.office_code, slot.service_code, now, trace)
+        refilled, _ = await self._refill(
+            conn, batch.world, batch.search, slot.office_code, slot.service_code, batch.now, trace
+        )
         return messages + refilled
 
     async def sweep_waitlist(self, db: Database) -> int:
@@ -319,9 +534,9 @@ class SchedulerUseCase:
         for office_code, service_code in services:
             while True:
                 async with db.unit_of_work() as uow:
-                    world = await store.load_world(uow.conn)
+                    world, search = await self._catalog(uow.conn)
                     messages, blocked = await self._refill(
-                        uow.conn, world, office_code, service_code, self._clock(), None, most=SWEEP_PAGE
+                        uow.conn, world, search, office_code, service_code, self._clock(), None, most=SWEEP_PAGE
                     )
                     uow.publish_messages(messages)
                 assigned += len(messages)
@@ -333,6 +548,7 @@ class SchedulerUseCase:
         self,
         conn: DbConnection,
         world: store.World,
+        search: SlotSearch,
         office_code: str,
         service_code: str,
         now: datetime,
@@ -350,22 +566,34 @@ class SchedulerUseCase:
         only once the first has committed, so no ticket is skipped or served twice. The
         first ticket that finds no room stops the refill: those behind it ask for the same
         office and service at the same moment (their windows only rank the feasible starts),
-        so none of them would find room either, and none may pass it."""
+        so none of them would find room either, and none may pass it. The waiting tickets
+        are placed REFILL_PAGE at a time, together (`_assign_all`)."""
         messages: list[OutboxMessage] = []
         if not await store.waiting(conn, office_code, service_code, before=before):
             return messages, None
         await store.lock_waitlist(conn, office_code, service_code)
-        while line := await store.waitlist(conn, office_code, service_code, before=before):
-            for waiting in line:
-                outcome = await self.assign(conn, world, waiting, now)
+        described: dict[uuid.UUID, OutboxMessage] = {}
+
+        def describe(record: store.RequestRecord, slot: store.SlotRecord) -> None:
+            described[record.ticket_id] = self._slot_assigned(world, record, slot, now, trace, None)
+
+        while True:
+            limit = REFILL_PAGE if most is None else min(REFILL_PAGE, most - len(messages))
+            line = await store.waitlist(conn, office_code, service_code, limit, before=before)
+            if not line:
+                return messages, None
+            failure: Failed | None = None
+            outcomes = await self._assign_all(conn, world, search, line, now, describe=describe)
+            for waiting, outcome in zip(line, outcomes, strict=True):
                 if isinstance(outcome, Failed):
-                    return messages, outcome
-                await store.set_request(conn, waiting.ticket_id, "assigned", now)
-                messages.append(self._slot_assigned(world, waiting, outcome.slot, now, trace, None))
+                    failure = outcome
+                    break
+                messages.append(described[waiting.ticket_id])
                 log.info("waitlisted ticket assigned", ticket_id=str(waiting.ticket_id))
-                if most is not None and len(messages) >= most:
-                    return messages, None
-        return messages, None
+            if failure is not None:
+                return messages, failure
+            if most is not None and len(messages) >= most:
+                return messages, None
 
     # -------------------------------------------------------------- helpers
 

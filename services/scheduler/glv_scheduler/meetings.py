@@ -12,8 +12,10 @@ ids only, so a link meant for an event should be built with a role label ("Petug
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import math
 import secrets
 from collections.abc import Callable
@@ -21,8 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote, urlencode
-
-import jwt
 
 from glv_schemas.events import Meeting
 
@@ -116,6 +116,22 @@ def _meeting(plan: MeetingPlan, url: str) -> Meeting:
     )
 
 
+def _b64url(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+# RFC 7519 compact serialisation, byte for byte what PyJWT's jwt.encode(claims, key, "HS256")
+# gives (sorted header, compact JSON), without its per-call key checks: a token per SlotAssigned.
+_HS256_HEADER = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+
+
+def hs256_token(claims: dict[str, Any], secret: bytes) -> str:
+    """A JWT signed with HMAC-SHA256."""
+    signing_input = _HS256_HEADER + b"." + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signature = _b64url(hmac.new(secret, signing_input, hashlib.sha256).digest())
+    return (signing_input + b"." + signature).decode("ascii")
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -148,7 +164,7 @@ class JitsiMeet:
         # prosody compares `sub` with the lower-cased domain.
         self.domain = domain.lower()
         self.app_id = app_id
-        self._secret = app_secret
+        self._secret = app_secret.encode()
         self.early_join = early_join
         self.grace = grace
         self._clock = clock
@@ -182,7 +198,7 @@ class JitsiMeet:
             # Read by the token_moderation style plugins on self-hosted deployments.
             "moderator": who.moderator,
         }
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return hs256_token(claims, self._secret)
 
     def join_url(self, plan: MeetingPlan, who: Participant) -> str:
         return f"https://{self.domain}/{quote(plan.room_id, safe='')}?jwt={self.token(plan, who)}"

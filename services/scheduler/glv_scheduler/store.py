@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -96,6 +97,13 @@ class World:
     closures: Closures
 
 
+async def catalog_version(conn: DbConnection) -> UUID:
+    """Changes with every change of the catalog tables (a trigger sets it): the cached catalog is current
+    while it stays the same."""
+    version: UUID = await conn.fetchval("SELECT version FROM catalog_version")
+    return version
+
+
 async def load_world(conn: DbConnection) -> World:
     services = {
         r["service_code"]: ServiceType(
@@ -137,6 +145,18 @@ async def load_world(conn: DbConnection) -> World:
 
 # -------------------------------------------------------------------- bookings
 
+# Live bookings of the officers in the spans asked for (officer, from, to): one btree range per
+# span (booking_officer_start), whatever the size of the table; no booking lasts a day. OFFSET 0
+# keeps the subquery apart, so that the planner cannot turn the probes into a scan of the table.
+_BOOKINGS_IN_SPANS = (
+    "SELECT q.officer_id, b.s, b.e"
+    " FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS q (officer_id, lo, hi)"
+    " CROSS JOIN LATERAL (SELECT lower(during) AS s, upper(during) AS e FROM booking"
+    "  WHERE live AND officer_id = q.officer_id"
+    "   AND lower(during) >= q.lo - interval '1 day' AND lower(during) < q.hi AND upper(during) > q.lo"
+    "  OFFSET 0) AS b"
+)
+
 
 class DbBusy(InMemoryBusy):
     """A BusyView over the live bookings, read one officer-day at a time as the search goes."""
@@ -166,79 +186,205 @@ class DbBusy(InMemoryBusy):
                 self.book(r["officer_id"], (r["s"], r["e"]))
 
 
-async def create_slot(
-    conn: DbConnection,
-    *,
-    slot_id: UUID,
-    office_code: str,
-    service: ServiceType,
-    starts_at: datetime,
-    ends_at: datetime,
-    plan: MeetingPlan,
-    officer_ids: Sequence[str],
-    ticket_id: UUID,
-    now: datetime,
-) -> SlotRecord:
-    """Insert a slot, its officers' bookings and the ticket's seat in one statement;
-    raises ExclusionViolationError when an officer's time is already booked."""
-    meeting = {
-        "provider": plan.provider,
-        "room_id": plan.room_id,
-        "valid_from": plan.valid_from.isoformat(),
-        "valid_until": plan.valid_until.isoformat(),
-        "officer_ids": list(officer_ids),
-    }
-    await conn.execute(
+def _merged(spans: Iterable[Interval]) -> list[Interval]:
+    """The union of the spans, as sorted disjoint spans."""
+    merged: list[Interval] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+class BatchBusy(InMemoryBusy):
+    """A BusyView for a batch: the officer-days its tickets will likely search are read up front in
+    one statement (`read`), any other officer-day when the search reaches it (with the days after
+    it, `lookahead`); the batch's own placements are booked in memory as they are made.
+
+    Each officer's time is read at most once per span, whatever the number of tickets searching it."""
+
+    def __init__(self, conn: DbConnection, lookahead: timedelta = timedelta(days=7)) -> None:
+        super().__init__({})
+        self.conn = conn
+        self.lookahead = lookahead
+        self._covered: dict[str, list[Interval]] = {}
+        self._seen: set[tuple[str, datetime, datetime]] = set()
+        self._ready: set[tuple[tuple[str, ...], datetime, datetime]] = set()  # prepared already
+
+    def _covers(self, officer_id: str, start: datetime, end: datetime) -> bool:
+        return any(s <= start and end <= e for s, e in self._covered.get(officer_id, ()))
+
+    async def read(self, spans: Iterable[tuple[Sequence[str], datetime, datetime]]) -> None:
+        """Read the live bookings of these officers overlapping these spans, in one statement
+        (what is read already is not read again)."""
+        asked = {(tuple(officer_ids), start, end) for officer_ids, start, end in spans} - self._ready
+        wanted: dict[str, list[Interval]] = {}
+        for officer_ids, start, end in asked:
+            for officer_id in officer_ids:
+                if not self._covers(officer_id, start, end):
+                    wanted.setdefault(officer_id, []).append((start, end))
+        officers: list[str] = []
+        starts: list[datetime] = []
+        ends: list[datetime] = []
+        for officer_id, spans_wanted in wanted.items():
+            merged = _merged(spans_wanted)
+            self._covered[officer_id] = _merged([*self._covered.get(officer_id, ()), *merged])
+            for s, e in merged:
+                officers.append(officer_id)
+                starts.append(s)
+                ends.append(e)
+        if officers:
+            for r in await self.conn.fetch(_BOOKINGS_IN_SPANS, officers, starts, ends):
+                key = (r["officer_id"], r["s"], r["e"])
+                if key not in self._seen:  # a booking read with two spans, or booked here and written
+                    self._seen.add(key)
+                    super().book(r["officer_id"], (r["s"], r["e"]))
+        self._ready |= asked  # the search's prepare for these spans reads nothing more
+
+    async def prepare(self, officer_ids: Sequence[str], start: datetime, end: datetime) -> None:
+        asked = (tuple(officer_ids), start, end)
+        if asked in self._ready:
+            return
+        if not all(self._covers(o, start, end) for o in officer_ids):
+            await self.read([(officer_ids, start, end + self.lookahead)])
+        self._ready.add(asked)
+
+    def book(self, officer_id: str, interval: Interval) -> None:
+        self._seen.add((officer_id, *interval))
+        super().book(officer_id, interval)
+
+    def forget(self, officer_ids: Iterable[str]) -> None:
+        """Drop these officers' time, read or booked: it is read again when searched."""
+        dropped = set(officer_ids)
+        super().forget(dropped)
+        for officer_id in dropped:
+            self._covered.pop(officer_id, None)
+        self._seen = {key for key in self._seen if key[0] not in dropped}
+        self._ready = {key for key in self._ready if dropped.isdisjoint(key[0])}
+
+
+@dataclass(frozen=True)
+class NewSlotRow:
+    """A slot to insert, with its officers' bookings [starts_at, ends_at + buffer)."""
+
+    slot_id: UUID
+    office_code: str
+    service: ServiceType
+    starts_at: datetime
+    ends_at: datetime
+    plan: MeetingPlan
+    officer_ids: tuple[str, ...]
+
+    @cached_property
+    def meeting(self) -> dict[str, Any]:
+        return {
+            "provider": self.plan.provider,
+            "room_id": self.plan.room_id,
+            "valid_from": self.plan.valid_from.isoformat(),
+            "valid_until": self.plan.valid_until.isoformat(),
+            "officer_ids": list(self.officer_ids),
+        }
+
+    def record(self) -> SlotRecord:
+        return SlotRecord(
+            self.slot_id, self.office_code, self.service.code, self.service.kind, self.starts_at, self.ends_at,
+            self.meeting,
+        )  # fmt: skip
+
+
+async def insert_slots(conn: DbConnection, slots: Sequence[NewSlotRow]) -> set[tuple[UUID, str]]:
+    """Insert slots (no seat taken yet) and their officers' bookings in one statement; returns the
+    (slot, officer) bookings inserted. A booking the exclusion constraint refuses (another
+    transaction booked the officer at an overlapping time first) is left out, not raised."""
+    if not slots:
+        return set()
+    bookings = [
+        (s.slot_id, officer, s.starts_at, s.ends_at + s.service.buffer) for s in slots for officer in s.officer_ids
+    ]
+    rows = await conn.fetch(
         "WITH new_slot AS ("
         "  INSERT INTO slot (slot_id, office_code, service_code, kind, starts_at, ends_at, capacity, seats_taken,"
-        "   meeting) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8::jsonb) RETURNING slot_id),"
-        " new_bookings AS ("
-        "  INSERT INTO booking (slot_id, officer_id, during)"
-        "  SELECT slot_id, officer, tstzrange($5, $9) FROM new_slot, unnest($10::text[]) AS officer)"
-        " INSERT INTO seat (ticket_id, slot_id, assigned_at) SELECT $11, slot_id, $12 FROM new_slot",
-        slot_id, office_code, service.code, service.kind, starts_at, ends_at, service.capacity, json.dumps(meeting),
-        ends_at + service.buffer, list(officer_ids), ticket_id, now,
-    )  # fmt: skip
-    return SlotRecord(slot_id, office_code, service.code, service.kind, starts_at, ends_at, meeting)
-
-
-async def take_seat(conn: DbConnection, slot_id: UUID, ticket_id: UUID, now: datetime) -> bool:
-    """Give the ticket a seat if the slot has room (webinars fill up; the check is atomic).
-
-    A ticket moved out of a webinar and back into it finds its old seat row: it is
-    made live again (the primary key is (ticket, slot))."""
-    row = await conn.fetchrow(
-        "WITH taken AS ("
-        "  UPDATE slot SET seats_taken = seats_taken + 1 WHERE slot_id = $1 AND live AND seats_taken < capacity"
-        "   AND NOT EXISTS (SELECT 1 FROM seat WHERE ticket_id = $2 AND slot_id = $1 AND live)"
+        "   meeting)"
+        "  SELECT slot_id, office_code, service_code, kind, starts_at, ends_at, capacity, 0, meeting::jsonb"
+        "  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[],"
+        "   $8::text[]) AS s (slot_id, office_code, service_code, kind, starts_at, ends_at, capacity, meeting)"
         "  RETURNING slot_id)"
-        " INSERT INTO seat (ticket_id, slot_id, assigned_at) SELECT $2, slot_id, $3 FROM taken"
-        " ON CONFLICT (ticket_id, slot_id) DO UPDATE"
-        "  SET live = true, assigned_at = EXCLUDED.assigned_at, released_at = NULL"
-        " RETURNING slot_id",
-        slot_id, ticket_id, now,
+        " INSERT INTO booking (slot_id, officer_id, during)"
+        " SELECT b.slot_id, b.officer_id, tstzrange(b.lo, b.hi)"
+        " FROM unnest($9::uuid[], $10::text[], $11::timestamptz[], $12::timestamptz[])"
+        "  AS b (slot_id, officer_id, lo, hi)"
+        " JOIN new_slot USING (slot_id)"
+        " ON CONFLICT DO NOTHING RETURNING slot_id, officer_id",
+        [s.slot_id for s in slots], [s.office_code for s in slots], [s.service.code for s in slots],
+        [s.service.kind for s in slots], [s.starts_at for s in slots], [s.ends_at for s in slots],
+        [s.service.capacity for s in slots], [json.dumps(s.meeting) for s in slots],
+        [b[0] for b in bookings], [b[1] for b in bookings], [b[2] for b in bookings], [b[3] for b in bookings],
     )  # fmt: skip
-    return row is not None
+    return {(r["slot_id"], r["officer_id"]) for r in rows}
 
 
-async def open_webinars(
+async def drop_slots(conn: DbConnection, slot_ids: Sequence[UUID]) -> None:
+    """Delete slots this transaction inserted, with their bookings (placed again after a clash)."""
+    if slot_ids:
+        await conn.execute(
+            "WITH gone AS (DELETE FROM booking WHERE slot_id = ANY($1::uuid[]))"
+            " DELETE FROM slot WHERE slot_id = ANY($1::uuid[])",
+            list(slot_ids),
+        )
+
+
+async def add_seats(conn: DbConnection, seats: Sequence[tuple[UUID, UUID]], now: datetime) -> None:
+    """Give each (ticket, slot) a live seat, count it in its slot and mark the ticket assigned, in
+    one statement.
+
+    A ticket moved out of a webinar and back into it finds its old seat row: it is made live
+    again (the primary key is (ticket, slot)). A slot's CHECK refuses more seats than capacity."""
+    if not seats:
+        return
+    await conn.execute(
+        "WITH counted AS ("
+        "  UPDATE slot SET seats_taken = seats_taken + c.n"
+        "  FROM (SELECT slot_id, count(*)::int AS n FROM unnest($2::uuid[]) AS x (slot_id) GROUP BY slot_id) AS c"
+        "  WHERE slot.slot_id = c.slot_id),"
+        " assigned AS ("
+        "  UPDATE request SET status = 'assigned', waitlisted_at = NULL WHERE ticket_id = ANY($1::uuid[]))"
+        " INSERT INTO seat (ticket_id, slot_id, assigned_at)"
+        " SELECT t, s, $3 FROM unnest($1::uuid[], $2::uuid[]) AS x (t, s)"
+        " ON CONFLICT (ticket_id, slot_id) DO UPDATE"
+        "  SET live = true, assigned_at = EXCLUDED.assigned_at, released_at = NULL",
+        [t for t, _ in seats], [s for _, s in seats], now,
+    )  # fmt: skip
+
+
+async def lock_open_webinars(
     conn: DbConnection,
-    office_code: str,
-    service_code: str,
-    start: datetime,
-    end: datetime,
+    lines: Sequence[tuple[str, str, datetime, datetime]],
     *,
     leaving: UUID | None = None,
-) -> list[OpenWebinar]:
-    """Live webinars with a free seat in [start, end); not `leaving`, the one a rescheduled ticket leaves."""
+) -> dict[tuple[str, str], list[tuple[OpenWebinar, SlotRecord]]]:
+    """Live webinars with a free seat, per (office, service, from, to): starting at or after `from`
+    and ending by `to`; not `leaving`, the one a rescheduled ticket leaves. Locked until commit
+    (in slot id order, the same in every transaction), so the free seats counted stay free."""
+    if not lines:
+        return {}
     rows = await conn.fetch(
-        "SELECT slot_id, starts_at, ends_at, capacity - seats_taken AS seats_left FROM slot"
-        " WHERE live AND kind = 'webinar' AND office_code = $1 AND service_code = $2"
-        "  AND starts_at >= $3 AND ends_at <= $4 AND seats_taken < capacity AND slot_id IS DISTINCT FROM $5"
-        " ORDER BY starts_at",
-        office_code, service_code, start, end, leaving,
+        f"SELECT {_SLOT_COLUMNS}, s.capacity - s.seats_taken AS seats_left FROM slot s"
+        " JOIN unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])"
+        "  AS w (office_code, service_code, lo, hi)"
+        "  ON s.office_code = w.office_code AND s.service_code = w.service_code"
+        "  AND s.starts_at >= w.lo AND s.ends_at <= w.hi"
+        " WHERE s.live AND s.kind = 'webinar' AND s.seats_taken < s.capacity AND s.slot_id IS DISTINCT FROM $5"
+        " ORDER BY s.slot_id FOR UPDATE OF s",
+        [line[0] for line in lines], [line[1] for line in lines], [line[2] for line in lines],
+        [line[3] for line in lines], leaving,
     )  # fmt: skip
-    return [OpenWebinar(str(r["slot_id"]), r["starts_at"], r["ends_at"], r["seats_left"]) for r in rows]
+    found: dict[tuple[str, str], list[tuple[OpenWebinar, SlotRecord]]] = {}
+    for r in sorted(rows, key=lambda r: r["starts_at"]):
+        slot = _slot(r)
+        webinar = OpenWebinar(str(slot.slot_id), slot.starts_at, slot.ends_at, r["seats_left"])
+        found.setdefault((slot.office_code, slot.service_code), []).append((webinar, slot))
+    return found
 
 
 @dataclass(frozen=True)
@@ -349,20 +495,54 @@ def _request(row: Any) -> RequestRecord:
     )
 
 
-async def add_request(conn: DbConnection, record: RequestRecord, accepted_at: datetime) -> str | None:
-    """Store an accepted ticket with `record.status`; the status stored, or None if it was known already.
+async def add_requests(
+    conn: DbConnection, accepted: Sequence[tuple[RequestRecord, datetime]], now: datetime
+) -> dict[UUID, tuple[str, bool]]:
+    """Store accepted tickets as waiting (since `now`) in one statement, their `arrival` in the order
+    given. For each one that was not known already: the status stored, and whether tickets of its
+    office and service were waiting before it.
 
     A ticket whose TicketCancelled came first (early_cancellation) is stored as cancelled."""
-    windows = json.dumps([{"start": s.isoformat(), "end": e.isoformat()} for s, e in record.windows])
-    status: str | None = await conn.fetchval(
+    if not accepted:
+        return {}
+    rows = await conn.fetch(
         "INSERT INTO request (ticket_id, ticket_code, office_code, service_code, stakeholder_ref,"
-        " preferred_windows, accepted_at, status) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7,"
-        "  CASE WHEN EXISTS (SELECT 1 FROM early_cancellation WHERE ticket_id = $1) THEN 'cancelled' ELSE $8 END)"
-        " ON CONFLICT (ticket_id) DO NOTHING RETURNING status",
-        record.ticket_id, record.ticket_code, record.office_code, record.service_code, record.stakeholder_ref,
-        windows, accepted_at, record.status,
+        " preferred_windows, accepted_at, status, waitlisted_at)"
+        " SELECT r.ticket_id, r.ticket_code, r.office_code, r.service_code, r.stakeholder_ref, r.windows::jsonb,"
+        "  r.accepted_at, c.status, CASE WHEN c.status = 'waitlisted' THEN $8::timestamptz END"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])"
+        "  WITH ORDINALITY AS r (ticket_id, ticket_code, office_code, service_code, stakeholder_ref, windows,"
+        "   accepted_at, n)"
+        " CROSS JOIN LATERAL (SELECT CASE WHEN EXISTS (SELECT 1 FROM early_cancellation e"
+        "  WHERE e.ticket_id = r.ticket_id) THEN 'cancelled' ELSE 'waitlisted' END AS status) AS c"
+        " ORDER BY r.n"
+        " ON CONFLICT (ticket_id) DO NOTHING"
+        # Rows this statement inserts are not visible to its RETURNING: only earlier waiting tickets.
+        " RETURNING ticket_id, status, EXISTS (SELECT 1 FROM request w WHERE w.status = 'waitlisted'"
+        "  AND w.office_code = request.office_code AND w.service_code = request.service_code"
+        "  AND w.arrival < request.arrival) AS behind",
+        [r.ticket_id for r, _ in accepted], [r.ticket_code for r, _ in accepted],
+        [r.office_code for r, _ in accepted], [r.service_code for r, _ in accepted],
+        [r.stakeholder_ref for r, _ in accepted], [_windows_json(r.windows) for r, _ in accepted],
+        [at for _, at in accepted], now,
     )  # fmt: skip
-    return status
+    return {r["ticket_id"]: (r["status"], r["behind"]) for r in rows}
+
+
+def _windows_json(windows: tuple[Interval, ...]) -> str:
+    return json.dumps([{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows])
+
+
+async def set_requests(conn: DbConnection, statuses: Sequence[tuple[UUID, str]], now: datetime) -> None:
+    """Set the status of tickets in one statement (a waiting ticket keeps the time it started waiting)."""
+    if not statuses:
+        return
+    await conn.execute(
+        "UPDATE request r SET status = u.status,"
+        " waitlisted_at = CASE WHEN u.status = 'waitlisted' THEN coalesce(r.waitlisted_at, $3) ELSE NULL END"
+        " FROM unnest($1::uuid[], $2::text[]) AS u (ticket_id, status) WHERE r.ticket_id = u.ticket_id",
+        [t for t, _ in statuses], [status for _, status in statuses], now,
+    )  # fmt: skip
 
 
 async def remember_cancellation(conn: DbConnection, ticket_id: UUID, cancelled_at: datetime) -> None:
@@ -386,7 +566,7 @@ async def set_request(
         " waitlisted_at = CASE WHEN $2 = 'waitlisted' THEN coalesce(waitlisted_at, $3) ELSE NULL END,"
         " preferred_windows = coalesce($4::jsonb, preferred_windows) WHERE ticket_id = $1",
         ticket_id, status, now,
-        json.dumps([{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]) if windows else None,
+        _windows_json(windows) if windows else None,
     )  # fmt: skip
 
 
@@ -410,6 +590,22 @@ async def waiting(conn: DbConnection, office_code: str, service_code: str, *, be
         f"SELECT EXISTS (SELECT 1 FROM request WHERE {_AHEAD})", office_code, service_code, before
     )
     return found
+
+
+async def lines_waiting(conn: DbConnection, firsts: Sequence[tuple[str, str, UUID]]) -> set[tuple[str, str]]:
+    """Of these (office, service, ticket), the office and service pairs with tickets waiting since
+    before that ticket, in one statement."""
+    if not firsts:
+        return set()
+    rows = await conn.fetch(
+        "SELECT g.office_code, g.service_code FROM unnest($1::text[], $2::text[], $3::uuid[])"
+        "  AS g (office_code, service_code, ticket_id)"
+        " WHERE EXISTS (SELECT 1 FROM request r WHERE r.status = 'waitlisted'"
+        "  AND r.office_code = g.office_code AND r.service_code = g.service_code"
+        "  AND r.arrival < (SELECT arrival FROM request WHERE ticket_id = g.ticket_id))",
+        [f[0] for f in firsts], [f[1] for f in firsts], [f[2] for f in firsts],
+    )  # fmt: skip
+    return {(r["office_code"], r["service_code"]) for r in rows}
 
 
 async def waitlist(
