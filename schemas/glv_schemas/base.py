@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, ClassVar
 from uuid import UUID
 
@@ -16,12 +16,15 @@ from pydantic import (
     model_validator,
 )
 
+_ZERO = timedelta(0)
+
 
 def _in_utc(value: datetime) -> datetime:
     # Events carry UTC instants; an offset-aware time in another zone is the
-    # same instant, so it is normalised instead of refused.
-    from datetime import UTC
-
+    # same instant, so it is normalised instead of refused. Already UTC (nearly
+    # always): returned as it is, since this runs for every instant of every event.
+    if value.utcoffset() == _ZERO:
+        return value if value.tzinfo is UTC else value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
 
