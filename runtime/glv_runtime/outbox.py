@@ -169,9 +169,14 @@ class OutboxRelay:
                 " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 self._batch_size,
             )
-            metrics.OUTBOX_BACKLOG.set(
-                await conn.fetchval("SELECT count(*) FROM glv_outbox WHERE sent_at IS NULL AND parked_at IS NULL")
-            )
+            # Counted only when the batch is full: otherwise every pending row is in hand
+            # (the common case at low rates, where a round trip is latency).
+            backlog = len(sized)
+            if backlog == self._batch_size:
+                backlog = await conn.fetchval(
+                    "SELECT count(*) FROM glv_outbox WHERE sent_at IS NULL AND parked_at IS NULL"
+                )
+            metrics.OUTBOX_BACKLOG.set(backlog)
             ids = _within_budget([(r["id"], r["size_bytes"]) for r in sized], self._batch_bytes)
             if not ids:
                 return 0, False
