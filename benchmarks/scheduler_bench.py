@@ -920,14 +920,14 @@ class SpeedTicket:
     now: datetime
 
 
-def speed_tickets(world: store.World, count: int, seed: int) -> list[SpeedTicket]:
+def speed_tickets(view: store.CatalogView, count: int, seed: int) -> list[SpeedTicket]:
     rng = random.Random(seed)
-    offices = sorted(world.offices)
+    offices = sorted(view.offices)
     out: list[SpeedTicket] = []
     for n in range(count):
-        office = world.offices[rng.choice(offices)]
-        consult = sorted(s for s in office.services if world.services[s].kind == "consultation")
-        service = world.services[rng.choice(consult)]
+        office = view.offices[rng.choice(offices)]
+        consult = sorted(s for s in office.services if view.services[s].kind == "consultation")
+        service = view.services[rng.choice(consult)]
         now = NOW + timedelta(minutes=2 * n)
         windows = [
             w
@@ -956,7 +956,7 @@ class Round:
     select1: list[float]
     range_one: list[float]
     busy_day: list[float]
-    load_world: float
+    load_catalog_view: float
     total: list[float]
     find: list[float]
     find_python: list[float]
@@ -970,14 +970,14 @@ class Round:
     plan_cache: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-async def ceilings(conn: asyncpg.Connection[Any], world: store.World, seed: int) -> tuple[list[float], ...]:
+async def ceilings(conn: asyncpg.Connection[Any], view: store.CatalogView, seed: int) -> tuple[list[float], ...]:
     rng = random.Random(seed)
     select1: list[float] = []
     for _ in range(500):
         started = time.perf_counter()
         await conn.fetchval("SELECT 1")
         select1.append(time.perf_counter() - started)
-    officer_ids = [o.officer_id for o in world.officers]
+    officer_ids = [o.officer_id for o in view.officers]
     range_one: list[float] = []
     for _ in range(300):
         day = NOW + timedelta(days=rng.randint(0, 20))
@@ -992,7 +992,7 @@ async def ceilings(conn: asyncpg.Connection[Any], world: store.World, seed: int)
         range_one.append(time.perf_counter() - started)
     busy_day: list[float] = []
     staff = defaultdict(list)
-    for o in world.officers:
+    for o in view.officers:
         staff[o.office_code].append(o.officer_id)
     for _ in range(300):
         day = NOW + timedelta(days=rng.randint(0, 20))
@@ -1078,14 +1078,14 @@ async def measure(conn: asyncpg.Connection[Any], tickets: Sequence[SpeedTicket])
     SlotSearch.find = timed_find  # type: ignore[method-assign]
     try:
         started = time.perf_counter()
-        world = await store.load_world(conn)
-        results.load_world = time.perf_counter() - started
+        view = await store.load_catalog_view(conn)
+        results.load_catalog_view = time.perf_counter() - started
         cache_before = await plan_cache(conn)
         for n, ticket in enumerate(tickets):
             timed.reset()
             timer.seconds = timer.db_seconds = 0.0
             started = time.perf_counter()
-            outcome = await use_case.assign(cast(DbConnection, timed), world, ticket.record, ticket.now)
+            outcome = await use_case.assign(cast(DbConnection, timed), view, ticket.record, ticket.now)
             elapsed = time.perf_counter() - started
             if n < WARMUP_TICKETS:
                 continue
@@ -1123,7 +1123,7 @@ def print_round(r: Round, tickets: int) -> None:
     print(f"  ceiling  SELECT 1 round trip           : {summary(r.select1)}")
     print(f"  ceiling  indexed range query (1 officer, 1 day): {summary(r.range_one)}")
     print(f"  ceiling  DbBusy.prepare (office staff, 1 day)  : {summary(r.busy_day)}")
-    print(f"  load_world (once per consumed batch)   : {ms(r.load_world)} ms")
+    print(f"  load_catalog_view (once per consumed batch)   : {ms(r.load_catalog_view)} ms")
     print(f"  assign, {tickets} tickets (after {WARMUP_TICKETS} warm-up), SchedulerUseCase.assign, rolled back:")
     print(f"    per ticket total     : {summary(r.total)}")
     print(f"    of which find_slot   : {summary(r.find)}")
@@ -1205,11 +1205,11 @@ async def speed_in(conn: asyncpg.Connection[Any], sizes: Sequence[int]) -> None:
     print("  settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     await apply_migrations(conn, ["glv_runtime.migrations", "glv_scheduler.migrations"])
     await store.save_catalog(conn, read_catalog(CATALOG))
-    world = await store.load_world(conn)
+    view = await store.load_catalog_view(conn)
     synthetic: list[tuple[str, str, list[str]]] = []
     rng = random.Random(SEED)
-    for code, office in sorted(world.offices.items()):
-        consult = sorted(s for s in office.services if world.services[s].kind == "consultation")
+    for code, office in sorted(view.offices.items()):
+        consult = sorted(s for s in office.services if view.services[s].kind == "consultation")
         for n in range(SYNTHETIC_PER_OFFICE):
             synthetic.append((f"{code}-S{n:03d}", code, sorted(rng.sample(consult, min(2, len(consult))))))
     await conn.executemany(
@@ -1217,17 +1217,17 @@ async def speed_in(conn: asyncpg.Connection[Any], sizes: Sequence[int]) -> None:
         " VALUES ($1, $2, 'Synthetic', $3, NULL, '[]'::jsonb, true)",
         synthetic,
     )
-    world = await store.load_world(conn)
+    view = await store.load_catalog_view(conn)
     officers = [
         BenchOfficer(
-            o.officer_id, o.office_code, sorted(o.skills)[0], UTC_OFFSET_HOURS[world.offices[o.office_code].zone]
+            o.officer_id, o.office_code, sorted(o.skills)[0], UTC_OFFSET_HOURS[view.offices[o.office_code].zone]
         )
-        for o in world.officers
+        for o in view.officers
     ]
-    staff = Counter(o.office_code for o in world.officers)
+    staff = Counter(o.office_code for o in view.officers)
     print(
-        f"  catalog {CATALOG.relative_to(REPO)}: {len(world.offices)} offices, {len(world.services)} services; "
-        f"{len(world.officers)} officers incl. {len(synthetic)} synthetic ({dict(sorted(staff.items()))})"
+        f"  catalog {CATALOG.relative_to(REPO)}: {len(view.offices)} offices, {len(view.services)} services; "
+        f"{len(view.officers)} officers incl. {len(synthetic)} synthetic ({dict(sorted(staff.items()))})"
     )
     plan = plan_bookings(officers, max(sizes), SEED)
     print(
@@ -1237,7 +1237,7 @@ async def speed_in(conn: asyncpg.Connection[Any], sizes: Sequence[int]) -> None:
         f"(from NOW+{EMPTY_UNTIL_DAY} d), the {FAR_YEARS[1]} year after; {CANCELLED_SHARE:.0%} cancelled (live=false)"
     )
     print(f"  NOW = {NOW.isoformat()} (ticket i is assigned at NOW + 2i min); catalog services, consultations only")
-    tickets = speed_tickets(world, SPEED_TICKETS + WARMUP_TICKETS, SEED + 1)
+    tickets = speed_tickets(view, SPEED_TICKETS + WARMUP_TICKETS, SEED + 1)
     rounds: list[Round] = []
     loaded = 0
     for size in sizes:
@@ -1260,7 +1260,7 @@ async def speed_in(conn: asyncpg.Connection[Any], sizes: Sequence[int]) -> None:
         loaded = size
         repeats: list[Round] = []
         for repeat in range(REPEATS):
-            select1, range_one, busy_day = await ceilings(conn, world, SEED + size + repeat)
+            select1, range_one, busy_day = await ceilings(conn, view, SEED + size + repeat)
             result = await measure(conn, tickets)
             result.rows, result.load_seconds, result.vacuum_seconds = size, load_seconds, vacuum_seconds
             result.table_mb = mb

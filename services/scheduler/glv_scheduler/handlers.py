@@ -86,7 +86,7 @@ class Failed:
 
 @dataclass
 class _BatchContext:
-    world: store.World
+    view: store.CatalogView
     now: datetime
     search: SlotSearch
     # TicketAccepted not placed yet: placed together before any other event of the batch
@@ -98,7 +98,7 @@ class SchedulerUseCase:
     def __init__(self, meetings: MeetingProvider, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._meetings = meetings
         self._clock = clock
-        self._cached: tuple[uuid.UUID, store.World, SlotSearch] | None = None
+        self._cached: tuple[uuid.UUID, store.CatalogView, SlotSearch] | None = None
 
     def router(self) -> Router[_BatchContext]:
         router: Router[_BatchContext] = Router("scheduler", prepare=self.prepare, finish=self.finish)
@@ -120,17 +120,17 @@ class SchedulerUseCase:
         ]
         cancelled = [item.event.ticket_id for item in items if isinstance(item.event, ev.TicketCancelled)]
         await store.lock_waitlists(uow.conn, pairs, cancelled)
-        world, search = await self._catalog(uow.conn)
-        return _BatchContext(world=world, now=self._clock(), search=search)
+        view, search = await self._catalog(uow.conn)
+        return _BatchContext(view=view, now=self._clock(), search=search)
 
-    async def _catalog(self, conn: DbConnection) -> tuple[store.World, SlotSearch]:
+    async def _catalog(self, conn: DbConnection) -> tuple[store.CatalogView, SlotSearch]:
         """The catalog, read again only when it changed (its version); with the search that
         remembers its calendars from batch to batch."""
         version = await store.catalog_version(conn)
         cached = self._cached
         if cached is None or cached[0] != version or cached[2].size > MAX_CALENDAR_DAYS:
-            world = await store.load_world(conn)
-            cached = self._cached = (version, world, SlotSearch(world.officers, world.closures))
+            view = await store.load_catalog_view(conn)
+            cached = self._cached = (version, view, SlotSearch(view.officers, view.closures))
         return cached[1], cached[2]
 
     async def accept(self, uow: UnitOfWork, batch: _BatchContext, item: Inbound) -> None:
@@ -171,7 +171,7 @@ class SchedulerUseCase:
                 service_code=event.service_code,
                 stakeholder_ref=event.stakeholder_ref,
                 windows=tuple((w.start, w.end) for w in event.preferred_windows),
-                status="waitlisted",
+                status=store.RequestStatus.WAITLISTED,
             )
             accepted[event.ticket_id] = (record, event.accepted_at, item.cloud_event.traceparent)
         stored = await store.add_requests(uow.conn, [(record, at) for record, at, _ in accepted.values()], batch.now)
@@ -181,7 +181,7 @@ class SchedulerUseCase:
             if record.ticket_id not in stored:
                 continue  # already known: a replay of an accepted ticket changes nothing
             status, waits = stored[record.ticket_id]
-            if status == "cancelled":
+            if status == store.RequestStatus.CANCELLED:
                 # Its TicketCancelled came first (this acceptance was dead-lettered and replayed).
                 log.info("accepted ticket was cancelled before: nothing booked", ticket_id=str(record.ticket_id))
                 continue
@@ -190,9 +190,7 @@ class SchedulerUseCase:
                 behind.add(line)
             fresh.append((record, trace))
         if fresh:
-            uow.publish_messages(
-                await self._place(uow.conn, batch.world, batch.search, fresh, batch.now, behind=behind)
-            )
+            uow.publish_messages(await self._place(uow.conn, batch.view, batch.search, fresh, batch.now, behind=behind))
             share = (clock_time.perf_counter() - started) / len(fresh)
             for _ in fresh:
                 ASSIGN_SECONDS.observe(share)
@@ -200,7 +198,7 @@ class SchedulerUseCase:
     async def _place(
         self,
         conn: DbConnection,
-        world: store.World,
+        view: store.CatalogView,
         search: SlotSearch,
         fresh: Sequence[tuple[store.RequestRecord, str | None]],
         now: datetime,
@@ -227,7 +225,7 @@ class SchedulerUseCase:
         for line, (record, trace) in firsts.items():
             if line in ahead:
                 served[line], blocked = await self._refill(
-                    conn, world, search, *line, now, trace, before=record.ticket_id
+                    conn, view, search, *line, now, trace, before=record.ticket_id
                 )
                 if blocked is not None:
                     stuck[line] = blocked
@@ -236,16 +234,16 @@ class SchedulerUseCase:
         described: dict[uuid.UUID, OutboxMessage] = {}
 
         def describe(record: store.RequestRecord, slot: store.SlotRecord) -> None:
-            described[record.ticket_id] = self._slot_assigned(world, record, slot, now, traces[record.ticket_id], None)
+            described[record.ticket_id] = self._slot_assigned(view, record, slot, now, traces[record.ticket_id], None)
 
         placed = dict(
             zip(
                 [r.ticket_id for r in free],
-                await self._assign_all(conn, world, search, free, now, describe=describe),
+                await self._assign_all(conn, view, search, free, now, describe=describe),
                 strict=True,
             )
         )
-        refused: list[tuple[uuid.UUID, str]] = []
+        refused: list[tuple[uuid.UUID, store.RequestStatus]] = []
         messages: list[OutboxMessage] = []
         for record, trace in fresh:
             line = (record.office_code, record.service_code)
@@ -253,7 +251,7 @@ class SchedulerUseCase:
             outcome = placed[record.ticket_id] if record.ticket_id in placed else stuck[line]
             if isinstance(outcome, Failed):
                 if not outcome.waitlist:  # those with no room keep waiting
-                    refused.append((record.ticket_id, "unschedulable"))
+                    refused.append((record.ticket_id, store.RequestStatus.UNSCHEDULABLE))
                 messages.append(self._failed(record, outcome, now, trace, waitlisted=outcome.waitlist))
             else:
                 messages.append(described[record.ticket_id])
@@ -263,7 +261,7 @@ class SchedulerUseCase:
     async def _timed_assign(
         self,
         conn: DbConnection,
-        world: store.World,
+        view: store.CatalogView,
         search: SlotSearch,
         record: store.RequestRecord,
         now: datetime,
@@ -272,7 +270,7 @@ class SchedulerUseCase:
     ) -> Assigned | Failed:
         started = clock_time.perf_counter()
         try:
-            [outcome] = await self._assign_all(conn, world, search, [record], now, leaving=leaving)
+            [outcome] = await self._assign_all(conn, view, search, [record], now, leaving=leaving)
             return outcome
         finally:
             ASSIGN_SECONDS.observe(clock_time.perf_counter() - started)
@@ -280,7 +278,7 @@ class SchedulerUseCase:
     async def assign(
         self,
         conn: DbConnection,
-        world: store.World,
+        view: store.CatalogView,
         record: store.RequestRecord,
         now: datetime,
         *,
@@ -289,18 +287,22 @@ class SchedulerUseCase:
         """Book the best slot for one ticket, or say why there is none (`_assign_all` for one).
 
         `leaving` is the slot a rescheduled ticket moves out of: it is not offered again."""
-        search = SlotSearch(world.officers, world.closures)
-        [outcome] = await self._assign_all(conn, world, search, [record], now, leaving=leaving)
+        search = SlotSearch(view.officers, view.closures)
+        [outcome] = await self._assign_all(conn, view, search, [record], now, leaving=leaving)
         return outcome
 
     @staticmethod
     def _want(
-        world: store.World, search: SlotSearch, record: store.RequestRecord, now: datetime, leaving: uuid.UUID | None
+        view: store.CatalogView,
+        search: SlotSearch,
+        record: store.RequestRecord,
+        now: datetime,
+        leaving: uuid.UUID | None,
     ) -> Want | Failed:
         """What placing the ticket asks for, or why it is refused (unknown office, service not
         offered there, too few officers with the skill): it would never fit, it does not wait."""
-        office = world.offices.get(record.office_code)
-        service = world.services.get(record.service_code)
+        office = view.offices.get(record.office_code)
+        service = view.services.get(record.service_code)
         if office is None:
             return Failed("unknown_office", waitlist=False)
         if service is None or service.code not in office.services:
@@ -314,7 +316,7 @@ class SchedulerUseCase:
     async def _assign_all(
         self,
         conn: DbConnection,
-        world: store.World,
+        view: store.CatalogView,
         search: SlotSearch,
         records: Sequence[store.RequestRecord],
         now: datetime,
@@ -327,9 +329,9 @@ class SchedulerUseCase:
 
         `describe(ticket, slot)` is called for each ticket placed while its slot is being written
         (again if a clash places it again): the events are made while the database works."""
-        wants = [self._want(world, search, record, now, leaving) for record in records]
+        wants = [self._want(view, search, record, now, leaving) for record in records]
         asked = [(record, want) for record, want in zip(records, wants, strict=True) if isinstance(want, Want)]
-        slots = iter(await self._book(conn, world, search, asked, now, leaving, describe) if asked else [])
+        slots = iter(await self._book(conn, view, search, asked, now, leaving, describe) if asked else [])
         outcomes: list[Assigned | Failed] = []
         for want in wants:
             if isinstance(want, Failed):
@@ -343,7 +345,7 @@ class SchedulerUseCase:
     async def _book(
         self,
         conn: DbConnection,
-        world: store.World,
+        view: store.CatalogView,
         search: SlotSearch,
         wants: Sequence[tuple[store.RequestRecord, Want]],
         now: datetime,
@@ -419,7 +421,7 @@ class SchedulerUseCase:
             )
             for office_code in first:
                 planner.restart(office_code)
-                busy.forget(o.officer_id for o in world.officers if o.office_code == office_code)
+                busy.forget(o.officer_id for o in view.officers if o.office_code == office_code)
             for n, (_, want) in enumerate(wants):  # what the office's earlier tickets hold stays theirs
                 if want.office.code in first and n not in redo and (kept := placed[n]) is not None:
                     planner.apply(want, kept)
@@ -451,9 +453,9 @@ class SchedulerUseCase:
             # Its TicketAccepted has not come (yet): it was dead-lettered and may be replayed.
             await store.remember_cancellation(conn, cancelled.ticket_id, cancelled.cancelled_at)
             return []
-        if record.status == "cancelled":
+        if record.status == store.RequestStatus.CANCELLED:
             return []
-        await store.set_request(conn, cancelled.ticket_id, "cancelled", batch.now)
+        await store.set_request(conn, cancelled.ticket_id, store.RequestStatus.CANCELLED, batch.now)
         slot = await store.live_slot_of(conn, cancelled.ticket_id)
         if slot is None:
             return []  # it was waiting: leaving the waitlist frees nothing
@@ -462,16 +464,16 @@ class SchedulerUseCase:
     async def _reschedule(
         self, conn: DbConnection, batch: _BatchContext, approved: ev.RescheduleApproved, trace: str | None
     ) -> list[OutboxMessage]:
-        world, now = batch.world, batch.now
+        view, now = batch.view, batch.now
         record = await store.get_request(conn, approved.ticket_id)
-        if record is None or record.status in ("cancelled", "done"):
+        if record is None or record.status in (store.RequestStatus.CANCELLED, store.RequestStatus.DONE):
             return []
         windows = tuple((w.start, w.end) for w in approved.preferred_windows)
         moved = dataclasses.replace(record, windows=windows)
         current = await store.live_slot_of(conn, record.ticket_id)
         if current is None:  # still waiting: wait with the new windows, and try them now
             await store.set_request(conn, record.ticket_id, record.status, now, windows=windows)
-            return await self._place(conn, world, batch.search, [(moved, trace)], now)
+            return await self._place(conn, view, batch.search, [(moved, trace)], now)
         # The new slot is booked before the old one is let go (inside a savepoint):
         # when nothing fits, the ticket keeps the slot it has.
         try:
@@ -482,15 +484,15 @@ class SchedulerUseCase:
                     current.slot_id,
                     now,
                 )
-                outcome = await self._timed_assign(conn, world, batch.search, moved, now, leaving=current.slot_id)
+                outcome = await self._timed_assign(conn, view, batch.search, moved, now, leaving=current.slot_id)
                 if isinstance(outcome, Failed):
                     raise _KeepSlot(outcome)
         except _KeepSlot as keep:
             return [self._failed(record, keep.failure, now, trace, waitlisted=False)]
         assert isinstance(outcome, Assigned)
-        await store.set_request(conn, record.ticket_id, "assigned", now, windows=windows)
+        await store.set_request(conn, record.ticket_id, store.RequestStatus.ASSIGNED, now, windows=windows)
         return [
-            self._slot_assigned(world, moved, outcome.slot, now, trace, current),
+            self._slot_assigned(view, moved, outcome.slot, now, trace, current),
             *await self._release(conn, batch, record.ticket_id, current, "rescheduled", trace),
         ]
 
@@ -518,7 +520,7 @@ class SchedulerUseCase:
             )
         ]
         refilled, _ = await self._refill(
-            conn, batch.world, batch.search, slot.office_code, slot.service_code, batch.now, trace
+            conn, batch.view, batch.search, slot.office_code, slot.service_code, batch.now, trace
         )
         return messages + refilled
 
@@ -534,9 +536,9 @@ class SchedulerUseCase:
         for office_code, service_code in services:
             while True:
                 async with db.unit_of_work() as uow:
-                    world, search = await self._catalog(uow.conn)
+                    view, search = await self._catalog(uow.conn)
                     messages, blocked = await self._refill(
-                        uow.conn, world, search, office_code, service_code, self._clock(), None, most=SWEEP_PAGE
+                        uow.conn, view, search, office_code, service_code, self._clock(), None, most=SWEEP_PAGE
                     )
                     uow.publish_messages(messages)
                 assigned += len(messages)
@@ -547,7 +549,7 @@ class SchedulerUseCase:
     async def _refill(
         self,
         conn: DbConnection,
-        world: store.World,
+        view: store.CatalogView,
         search: SlotSearch,
         office_code: str,
         service_code: str,
@@ -575,7 +577,7 @@ class SchedulerUseCase:
         described: dict[uuid.UUID, OutboxMessage] = {}
 
         def describe(record: store.RequestRecord, slot: store.SlotRecord) -> None:
-            described[record.ticket_id] = self._slot_assigned(world, record, slot, now, trace, None)
+            described[record.ticket_id] = self._slot_assigned(view, record, slot, now, trace, None)
 
         while True:
             limit = REFILL_PAGE if most is None else min(REFILL_PAGE, most - len(messages))
@@ -583,7 +585,7 @@ class SchedulerUseCase:
             if not line:
                 return messages, None
             failure: Failed | None = None
-            outcomes = await self._assign_all(conn, world, search, line, now, describe=describe)
+            outcomes = await self._assign_all(conn, view, search, line, now, describe=describe)
             for waiting, outcome in zip(line, outcomes, strict=True):
                 if isinstance(outcome, Failed):
                     failure = outcome
@@ -599,14 +601,14 @@ class SchedulerUseCase:
 
     def _slot_assigned(
         self,
-        world: store.World,
+        view: store.CatalogView,
         record: store.RequestRecord,
         slot: store.SlotRecord,
         now: datetime,
         trace: str | None,
         replaces: store.SlotRecord | None,
     ) -> OutboxMessage:
-        office = world.offices[slot.office_code]
+        office = view.offices[slot.office_code]
         stakeholder = Participant(participant_ref=record.stakeholder_ref, display_name=STAKEHOLDER, moderator=False)
         return self._message(
             ev.SlotAssigned(

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,17 @@ from glv_scheduler.assignment import InMemoryBusy, OpenWebinar
 from glv_scheduler.calendar import WEEKDAYS, Closures, Interval, Office, Officer, ServiceType, WeeklyHours
 from glv_scheduler.catalog import Catalog
 from glv_scheduler.meetings import MeetingPlan
+
+
+class RequestStatus(StrEnum):
+    """Where an accepted ticket stands in the scheduler (the `request` table's `status`)."""
+
+    WAITLISTED = "waitlisted"
+    ASSIGNED = "assigned"
+    UNSCHEDULABLE = "unschedulable"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
 
 # --------------------------------------------------------------------- catalog
 
@@ -88,7 +100,7 @@ async def save_catalog(conn: DbConnection, catalog: Catalog) -> None:
 
 
 @dataclass(frozen=True)
-class World:
+class CatalogView:
     """The catalog as the assignment reads it."""
 
     services: dict[str, ServiceType]
@@ -104,7 +116,7 @@ async def catalog_version(conn: DbConnection) -> UUID:
     return version
 
 
-async def load_world(conn: DbConnection) -> World:
+async def load_catalog_view(conn: DbConnection) -> CatalogView:
     services = {
         r["service_code"]: ServiceType(
             code=r["service_code"],
@@ -140,7 +152,7 @@ async def load_world(conn: DbConnection) -> World:
         for r in await conn.fetch("SELECT * FROM officer WHERE active ORDER BY officer_id")
     ]
     leave = frozenset(r["day"] for r in await conn.fetch("SELECT day FROM collective_leave"))
-    return World(services, offices, officers, Closures(collective_leave=leave))
+    return CatalogView(services, offices, officers, Closures(collective_leave=leave))
 
 
 # -------------------------------------------------------------------- bookings
@@ -477,7 +489,7 @@ class RequestRecord:
     service_code: str
     stakeholder_ref: str
     windows: tuple[Interval, ...]
-    status: str
+    status: RequestStatus
 
 
 def _request(row: Any) -> RequestRecord:
@@ -491,7 +503,7 @@ def _request(row: Any) -> RequestRecord:
             (datetime.fromisoformat(w["start"]), datetime.fromisoformat(w["end"]))
             for w in json.loads(row["preferred_windows"])
         ),
-        status=row["status"],
+        status=RequestStatus(row["status"]),
     )
 
 
@@ -526,14 +538,14 @@ async def add_requests(
         [r.stakeholder_ref for r, _ in accepted], [_windows_json(r.windows) for r, _ in accepted],
         [at for _, at in accepted], now,
     )  # fmt: skip
-    return {r["ticket_id"]: (r["status"], r["behind"]) for r in rows}
+    return {r["ticket_id"]: (RequestStatus(r["status"]), r["behind"]) for r in rows}
 
 
 def _windows_json(windows: tuple[Interval, ...]) -> str:
     return json.dumps([{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows])
 
 
-async def set_requests(conn: DbConnection, statuses: Sequence[tuple[UUID, str]], now: datetime) -> None:
+async def set_requests(conn: DbConnection, statuses: Sequence[tuple[UUID, RequestStatus]], now: datetime) -> None:
     """Set the status of tickets in one statement (a waiting ticket keeps the time it started waiting)."""
     if not statuses:
         return
@@ -559,7 +571,11 @@ async def get_request(conn: DbConnection, ticket_id: UUID) -> RequestRecord | No
 
 
 async def set_request(
-    conn: DbConnection, ticket_id: UUID, status: str, now: datetime, windows: tuple[Interval, ...] | None = None
+    conn: DbConnection,
+    ticket_id: UUID,
+    status: RequestStatus,
+    now: datetime,
+    windows: tuple[Interval, ...] | None = None,
 ) -> None:
     await conn.execute(
         "UPDATE request SET status = $2,"
