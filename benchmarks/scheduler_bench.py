@@ -418,7 +418,7 @@ def solve(
     seconds = time.perf_counter() - started
     placements: dict[int, Placement] = {}
     if result.x is not None:
-        for var in np.flatnonzero(result.x[:nx] > 0.5):
+        for var in map(int, np.flatnonzero(result.x[:nx] > 0.5)):
             ticket = tickets[model.ticket[var]]
             placements[ticket.index] = Placement(
                 model.officer[var], model.start[var], model.lead[var], model.window[var]
@@ -568,7 +568,7 @@ def print_quality(results: list[OfficeResult]) -> bool:
     print("  OPT    = MILP optimum of the same week: min total lead (windows only as a tie-break)")
     print("  OPT>=W = MILP optimum with at least as many windows honoured as online")
     print("  online-noW = production rule with the preferred windows ignored (isolates the cost of windows)")
-    rows = []
+    rows: list[list[object]] = []
     for code, zone, tickets, p in groups:
         on, opt, optw, plain = (mean_lead_hours(p[k]) for k in ("on", "opt", "optw", "plain"))
         rows.append([
@@ -612,7 +612,7 @@ def print_quality(results: list[OfficeResult]) -> bool:
         scope = results if r is None else [r]
         tickets = [t for x in scope for t in x.tickets]
         p = groups[-1][3] if r is None else groups[results.index(r)][3]
-        cells = ["ALL" if r is None else r.site.office.code]
+        cells: list[object] = ["ALL" if r is None else r.site.office.code]
         for key in ("on", "opt", "optw"):
             got, wanted = honoured_share(p[key], tickets)
             cells.append(f"{got}/{wanted} {got / wanted:.0%}" if wanted else "-")
@@ -941,7 +941,7 @@ def speed_tickets(view: store.CatalogView, count: int, seed: int) -> list[SpeedT
             service_code=service.code,
             stakeholder_ref=f"bench-{n}",
             windows=tuple(sorted(set(windows))),
-            status="waitlisted",
+            status=store.RequestStatus.WAITLISTED,
         )
         out.append(SpeedTicket(record, now))
     return out
