@@ -396,6 +396,11 @@ def compare_files(root: Path, expected: dict[str, str], extra: Iterable[str]) ->
 def write(root: Path = ROOT) -> list[str]:
     """Write every generated file that differs and remove leftovers; returns what changed."""
     expected = generated_files()
+    return write_files(root, expected, _extra_files(root, expected))
+
+
+def write_files(root: Path, expected: dict[str, str], extra: Iterable[str]) -> list[str]:
+    """Write the files of `expected` that differ on disk and remove `extra`; returns what changed."""
     changed = []
     for relative, content in expected.items():
         path = root / relative
@@ -403,7 +408,7 @@ def write(root: Path = ROOT) -> list[str]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content, encoding="utf-8", newline="\n")
             changed.append(f"wrote: {relative}")
-    for relative in list(_extra_files(root, expected)):
+    for relative in list(extra):
         (root / relative).unlink()
         changed.append(f"removed: {relative}")
     return changed

@@ -14,20 +14,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from glv_runtime.migrate import apply_migrations
 from glv_runtime.unit_of_work import Database
 from glv_scheduler import store
 from glv_scheduler.catalog import read_catalog
-from glv_scheduler.handlers import SOURCE, SchedulerUseCase
-from glv_scheduler.meetings import provider_from_settings
-from glv_schemas.base import Event
+from glv_scheduler.handlers import SchedulerUseCase
 from glv_schemas.events import TicketAccepted, TicketCancelled
-from tests.integration.test_scheduler_defects import Clock, inbound, published_since
+from tests.conftest import Clock
+from tests.integration.scheduler_use_case import apply, inbound, scheduler_database, use_case_at
 
 ZONE = ZoneInfo("Asia/Makassar")
 DAY = datetime(2031, 6, 10, tzinfo=ZONE)  # a Tuesday's local midnight; no holiday in the days after
@@ -63,22 +60,12 @@ def _catalog(path: Path) -> Path:
 
 @pytest.fixture
 async def db(scheduler_database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    pool = await asyncpg.create_pool(scheduler_database_url, min_size=1, max_size=6)
-    try:
-        async with pool.acquire() as conn:
-            await apply_migrations(conn, ["glv_runtime.migrations", "glv_scheduler.migrations"])
-            async with conn.transaction():
-                await store.save_catalog(conn, read_catalog(_catalog(tmp_path / "catalog.yaml")))
-        yield Database(pool, source=SOURCE)
-    finally:
-        await pool.close()
+    async with scheduler_database(scheduler_database_url, _catalog(tmp_path / "catalog.yaml")) as database:
+        yield database
 
 
 def scheduler() -> SchedulerUseCase:
-    meetings = provider_from_settings(
-        "jitsi", domain="meet.test", app_id="glv", app_secret="test-jitsi-secret-of-at-least-32-bytes!!"
-    )
-    return SchedulerUseCase(meetings, Clock(DAY))
+    return use_case_at(Clock(DAY))
 
 
 @pytest.fixture
@@ -109,14 +96,6 @@ def cancelled(ticket_id: uuid.UUID) -> TicketCancelled:
     return TicketCancelled(
         ticket_id=ticket_id, ticket_code="TNY-310610-9999", portal_id="sim-portal", office_code="TNY", cancelled_at=DAY
     )
-
-
-async def apply(db: Database, use_case: SchedulerUseCase, *events: Event) -> list[tuple[str, dict[str, Any]]]:
-    """Apply the events as one batch in one unit of work; what it published."""
-    last = await db.pool.fetchval("SELECT coalesce(max(id), 0) FROM glv_outbox")
-    async with db.unit_of_work() as uow:
-        await use_case.router().apply(uow, [inbound(e) for e in events])
-    return await published_since(db, last)
 
 
 async def overlaps(db: Database) -> int:

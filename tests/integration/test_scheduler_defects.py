@@ -5,30 +5,22 @@ under new tickets and concurrent refills."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
-import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import pytest
 import yaml
 
-from glv_runtime.consumer import Delivery, Inbound, decode
-from glv_runtime.migrate import apply_migrations
 from glv_runtime.unit_of_work import Database
-from glv_scheduler import store
-from glv_scheduler.catalog import read_catalog
-from glv_scheduler.handlers import SOURCE, SchedulerUseCase
-from glv_scheduler.meetings import provider_from_settings
-from glv_schemas import new_cloud_event, topic_of
-from glv_schemas.base import Event, TimeWindow
+from glv_scheduler.handlers import SchedulerUseCase
+from glv_schemas.base import TimeWindow
 from glv_schemas.events import RescheduleApproved, TicketAccepted, TicketCancelled
+from tests.conftest import Clock
+from tests.integration.scheduler_use_case import apply, inbound, published_since, scheduler_database, use_case_at
 
 ZONE = ZoneInfo("Asia/Makassar")
 # Local midnight of a Tuesday; no national holiday in the weeks that follow.
@@ -58,25 +50,10 @@ def _catalog(path: Path) -> Path:
     return path
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 async def db(scheduler_database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    pool = await asyncpg.create_pool(scheduler_database_url, min_size=1, max_size=6)
-    try:
-        async with pool.acquire() as conn:
-            await apply_migrations(conn, ["glv_runtime.migrations", "glv_scheduler.migrations"])
-            async with conn.transaction():
-                await store.save_catalog(conn, read_catalog(_catalog(tmp_path / "catalog.yaml")))
-        yield Database(pool, source=SOURCE)
-    finally:
-        await pool.close()
+    async with scheduler_database(scheduler_database_url, _catalog(tmp_path / "catalog.yaml")) as database:
+        yield database
 
 
 @pytest.fixture
@@ -86,30 +63,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def use_case(clock: Clock) -> SchedulerUseCase:
-    meetings = provider_from_settings(
-        "jitsi", domain="meet.test", app_id="glv", app_secret="test-jitsi-secret-of-at-least-32-bytes!!"
-    )
-    return SchedulerUseCase(meetings, clock)
+    return use_case_at(clock)
 
 
 # ------------------------------------------------------------------- helpers
-
-_offsets = itertools.count()
-
-
-def inbound(event: Event) -> Inbound:
-    """The event as the consumer would hand it over: headers, key and value, decoded."""
-    model = type(event)
-    cloud_event = new_cloud_event(model, source="/glv/ticketing", subject=str(event.ticket_id))
-    delivery = Delivery(
-        topic=topic_of(model).name,
-        partition=0,
-        offset=next(_offsets),
-        key=str(event.ticket_id).encode(),
-        headers=tuple(cloud_event.to_headers()),
-        value=event.model_dump_json().encode(),
-    )
-    return decode(delivery)
 
 
 def window(day: int) -> TimeWindow:
@@ -152,24 +109,6 @@ def reschedule(ticket_id: uuid.UUID, service: str, day: int) -> RescheduleApprov
         preferred_windows=[window(day)],
         approved_at=DAY,
     )
-
-
-async def published_since(db: Database, after: int) -> list[tuple[str, dict[str, Any]]]:
-    """(event type, data) of what the outbox holds after row id `after`."""
-    rows = await db.pool.fetch("SELECT headers, payload FROM glv_outbox WHERE id > $1 ORDER BY id", after)
-    found = []
-    for row in rows:
-        headers = {name: base64.b64decode(value).decode() for name, value in json.loads(row["headers"])}
-        found.append((headers["ce_type"].split(".")[1], json.loads(row["payload"])))
-    return found
-
-
-async def apply(db: Database, use_case: SchedulerUseCase, *events: Event) -> list[tuple[str, dict[str, Any]]]:
-    """Apply the events as one batch in one unit of work; what it published."""
-    last = await db.pool.fetchval("SELECT coalesce(max(id), 0) FROM glv_outbox")
-    async with db.unit_of_work() as uow:
-        await use_case.router().apply(uow, [inbound(e) for e in events])
-    return await published_since(db, last)
 
 
 async def status_of(db: Database, ticket_id: uuid.UUID) -> str | None:

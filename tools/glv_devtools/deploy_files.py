@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from glv_schemas.generate import compare_files, report_check, report_written
+from glv_schemas.generate import compare_files, report_check, report_written, write_files
 from glv_schemas.topics import CATALOG, DEPLOYED_SERVICES, SERVICES, Service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -838,17 +838,7 @@ def check(root: Path = ROOT) -> list[str]:
 def write(root: Path = ROOT) -> list[str]:
     """Write every generated file that differs and remove leftovers; returns what changed."""
     expected = generated_files()
-    changed = []
-    for relative, content in expected.items():
-        path = root / relative
-        if not path.is_file() or path.read_text(encoding="utf-8") != content:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8", newline="\n")
-            changed.append(f"wrote: {relative}")
-    for relative in list(_extra_files(root, expected)):
-        (root / relative).unlink()
-        changed.append(f"removed: {relative}")
-    return changed
+    return write_files(root, expected, _extra_files(root, expected))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from glv_schemas import new_cloud_event, topic_of
 from glv_schemas.base import Event, TimeWindow
 from glv_schemas.events import Meeting, SlotAssigned, Stakeholder, TicketAccepted, TicketFiled
+from glv_ticketing.domain import acceptance_event
 
 FIRST_NAMES = ("Andi", "Siti", "Made", "Yohanes", "Nurul", "Daeng", "Ketut", "Marthen", "Rina", "Agus")
 LAST_NAMES = ("Pratama", "Rahayu", "Wijaya", "Mandacan", "Sulistyo", "Hasanuddin", "Suwirya", "Wenda")
@@ -131,16 +132,4 @@ def slot_for(filed: TicketFiled, zone: str, starts: datetime, replaces: uuid.UUI
 
 def accepted_for(filed: TicketFiled, ticket_code: str) -> TicketAccepted:
     """What ticketing would decide for a sound filing (to drive a scheduler alone)."""
-    return TicketAccepted(
-        ticket_id=filed.ticket_id,
-        ticket_code=ticket_code,
-        portal_id=filed.portal_id,
-        office_code=filed.office_code,
-        service_code=filed.service_code,
-        kind=filed.kind,
-        stakeholder_ref=filed.stakeholder.stakeholder_ref,
-        locale=filed.stakeholder.locale,
-        preferred_windows=filed.preferred_windows,
-        filed_at=filed.filed_at,
-        accepted_at=datetime.now(UTC),
-    )
+    return acceptance_event(filed, ticket_code, datetime.now(UTC))

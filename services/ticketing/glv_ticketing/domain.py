@@ -15,6 +15,7 @@ from glv_schemas.events import (
     Reason,
     RescheduleRequested,
     SessionKind,
+    TicketAccepted,
     TicketFiled,
 )
 
@@ -276,3 +277,21 @@ def next_status(current: Status, transition: Transition) -> Status:
     if current in FINAL and (current, transition.status) not in _FROM_FINAL:
         return current
     return transition.status
+
+
+def acceptance_event(filed: TicketFiled, ticket_code: str, accepted_at: datetime) -> TicketAccepted:
+    """What ticketing publishes for an accepted filing: ids, routing and the stakeholder's
+    reference and locale, none of the contact details."""
+    return TicketAccepted(
+        ticket_id=filed.ticket_id,
+        ticket_code=ticket_code,
+        portal_id=filed.portal_id,
+        office_code=filed.office_code,
+        service_code=filed.service_code,
+        kind=filed.kind,
+        stakeholder_ref=filed.stakeholder.stakeholder_ref,
+        locale=filed.stakeholder.locale,
+        preferred_windows=filed.preferred_windows,
+        filed_at=filed.filed_at,
+        accepted_at=accepted_at,
+    )

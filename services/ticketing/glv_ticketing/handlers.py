@@ -37,6 +37,7 @@ from glv_ticketing.domain import (
     Status,
     Ticket,
     Transition,
+    acceptance_event,
     content_hash,
     decide_cancellation,
     decide_filing,
@@ -117,19 +118,7 @@ class _Acceptance:
     def message(self, now: datetime) -> OutboxMessage:
         filed = self.item.event
         assert isinstance(filed, ev.TicketFiled) and self.ticket.ticket_code is not None
-        accepted = ev.TicketAccepted(
-            ticket_id=filed.ticket_id,
-            ticket_code=self.ticket.ticket_code,
-            portal_id=filed.portal_id,
-            office_code=filed.office_code,
-            service_code=filed.service_code,
-            kind=filed.kind,
-            stakeholder_ref=filed.stakeholder.stakeholder_ref,
-            locale=filed.stakeholder.locale,
-            preferred_windows=filed.preferred_windows,
-            filed_at=filed.filed_at,
-            accepted_at=now,
-        )
+        accepted = acceptance_event(filed, self.ticket.ticket_code, now)
         return event_message(
             accepted, source=SOURCE, key=str(filed.ticket_id), traceparent=self.item.cloud_event.traceparent
         )
