@@ -3,6 +3,7 @@ catalog, events handed over as the consumer would, and what the outbox then hold
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import itertools
@@ -80,3 +81,13 @@ async def apply(db: Database, use_case: SchedulerUseCase, *events: Event) -> lis
     async with db.unit_of_work() as uow:
         await use_case.router().apply(uow, [inbound(e) for e in events])
     return await published_since(db, last)
+
+
+async def until_another_transaction_waits(db: Database, timeout_s: float = 10) -> None:
+    """Until some backend of this database waits on a lock another transaction holds."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await db.pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "no transaction came to wait on the lock"
+        await asyncio.sleep(0.01)

@@ -24,7 +24,13 @@ from glv_scheduler.catalog import read_catalog
 from glv_scheduler.handlers import SchedulerUseCase
 from glv_schemas.events import TicketAccepted, TicketCancelled
 from tests.conftest import Clock
-from tests.integration.scheduler_use_case import apply, inbound, scheduler_database, use_case_at
+from tests.integration.scheduler_use_case import (
+    apply,
+    inbound,
+    scheduler_database,
+    until_another_transaction_waits,
+    use_case_at,
+)
 
 ZONE = ZoneInfo("Asia/Makassar")
 DAY = datetime(2031, 6, 10, tzinfo=ZONE)  # a Tuesday's local midnight; no holiday in the days after
@@ -210,7 +216,7 @@ async def test_a_clash_places_again_only_the_tickets_of_its_office(db: Database,
         ours = asyncio.create_task(
             apply(db, use_case, accepted(first), accepted(elsewhere, office="TWO"), accepted(second))
         )
-        await asyncio.sleep(0.5)  # our batch read the bookings (not theirs) and waits on its insert
+        await until_another_transaction_waits(db)  # our batch read the bookings (not theirs), waits on its insert
         assert not ours.done()
     published = slots(await asyncio.wait_for(ours, 10))
     assert clashes() > before

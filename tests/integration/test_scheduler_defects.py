@@ -20,7 +20,14 @@ from glv_scheduler.handlers import SchedulerUseCase
 from glv_schemas.base import TimeWindow
 from glv_schemas.events import RescheduleApproved, TicketAccepted, TicketCancelled
 from tests.conftest import Clock
-from tests.integration.scheduler_use_case import apply, inbound, published_since, scheduler_database, use_case_at
+from tests.integration.scheduler_use_case import (
+    apply,
+    inbound,
+    published_since,
+    scheduler_database,
+    until_another_transaction_waits,
+    use_case_at,
+)
 
 ZONE = ZoneInfo("Asia/Makassar")
 # Local midnight of a Tuesday; no national holiday in the weeks that follow.
@@ -247,7 +254,7 @@ async def test_concurrent_refills_serve_the_waitlist_once_each_and_in_order(
         await use_case.router().apply(first, [inbound(cancelled(booked1))])
         assert await first.conn.fetchval("SELECT status FROM request WHERE ticket_id = $1", waiting1) == "assigned"
         second = asyncio.create_task(apply(db, use_case, cancelled(booked2)))
-        await asyncio.sleep(0.5)  # the second replica's refill reads the waitlist while the first holds it
+        await until_another_transaction_waits(db)  # the second replica's refill waits while the first holds it
     await asyncio.wait_for(second, 10)
 
     assert await status_of(db, waiting1) == "assigned"
