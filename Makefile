@@ -12,8 +12,9 @@ PACKAGES := $(wildcard */pyproject.toml services/*/pyproject.toml)
 
 setup: .venv/.installed
 
+## Everything the tests use: the plain broker, the secure broker (SASL_SSL) and PostgreSQL.
 stack-up:
-	bash $(STACK) start
+	bash $(STACK) start --secure
 
 stack-down:
 	bash $(STACK) stop
@@ -27,7 +28,7 @@ demo: setup
 test: setup lint typecheck
 	$(BIN)/python -m glv_schemas.generate --check
 	$(BIN)/python -m glv_devtools.deploy_files --check
-	bash $(STACK) start
+	bash $(STACK) start --secure
 	$(BIN)/python -m pytest
 
 lint: setup

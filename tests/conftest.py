@@ -3,6 +3,7 @@ namespace per test, and a ticketing service running in-process."""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,7 +13,14 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from glv_ticketing.settings import TicketingSettings
 from tests.infra import Infra, provide_infra
+from tests.portals import onboard_portals
+
+# The tests run services the way the local stack does: development mode (ephemeral
+# secrets where a test sets none, plaintext to the plain broker). Production's refusals
+# are tested explicitly.
+os.environ.setdefault("GLV_ENVIRONMENT", "development")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -122,7 +130,16 @@ class Clock:
 
 
 @pytest.fixture
-def ticketing_env(infra: Infra, database_url: str, topic_prefix: str) -> dict[str, str]:
+async def portal_tokens(infra: Infra, database_url: str, topic_prefix: str) -> dict[str, str]:
+    """The test portals, onboarded in ticketing's database and on the broker (their topics)."""
+    settings = TicketingSettings(
+        kafka_bootstrap_servers=infra.bootstrap, database_url=database_url, topic_prefix=topic_prefix
+    )
+    return await onboard_portals(settings)
+
+
+@pytest.fixture
+def ticketing_env(infra: Infra, database_url: str, topic_prefix: str, portal_tokens: dict[str, str]) -> dict[str, str]:
     """Environment for a ticketing process (subprocess tests) or settings (in-process)."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
@@ -130,7 +147,6 @@ def ticketing_env(infra: Infra, database_url: str, topic_prefix: str) -> dict[st
         "GLV_TICKETING_TOPIC_PREFIX": topic_prefix,
         "GLV_TICKETING_CONSUMER_GROUP": f"{topic_prefix}ticketing",
         "GLV_TICKETING_HTTP_PORT": str(free_port()),
-        "GLV_TICKETING_PORTAL_TOKENS": '{"sim-portal": "token-sim", "other-portal": "token-other"}',
         "GLV_TICKETING_RETRY_BACKOFF_S": "0.05",
         "GLV_TICKETING_OUTAGE_BACKOFF_S": "0.5",
         "GLV_TICKETING_RELAY_POLL_INTERVAL_S": "0.2",

@@ -28,6 +28,9 @@ from glv_schemas import events as ev
 from glv_schemas import new_cloud_event
 from glv_schemas.topics import ARCHIVE_EVENTS, CATALOG, PORTAL_TICKETS, SCHEDULER_EVENTS, TICKETING_EVENTS
 
+# The fuzzing portal's own intake topic (what it may write).
+FUZZ_INTAKE = PORTAL_TICKETS.for_portal("fuzz-portal")
+
 CE_HEADERS = [b"ce_id", b"ce_source", b"ce_type", b"ce_specversion", b"ce_time", b"ce_subject", b"traceparent"]
 
 
@@ -67,7 +70,7 @@ def valid_event(topic: str, rng: random.Random) -> FuzzRecord:  # also a hypothe
     # decisions per ticket, and a resubmitted id would rightly get more than one.
     filed = filed.model_copy(update={"ticket_id": uuid.uuid4()})
     now = datetime.now(UTC)
-    if topic == PORTAL_TICKETS.name:
+    if topic == FUZZ_INTAKE:
         roll = rng.random()
         if roll < 0.8:
             return _record(filed, topic, "/portal/fuzz")
@@ -274,6 +277,6 @@ def fresh_cloud_event_headers(model: type[BaseModel], key: str) -> list[tuple[by
 
 
 TOPICS_OF = {
-    "ticketing": [PORTAL_TICKETS.name, SCHEDULER_EVENTS.name, ARCHIVE_EVENTS.name, CATALOG.name],
+    "ticketing": [FUZZ_INTAKE, SCHEDULER_EVENTS.name, ARCHIVE_EVENTS.name, CATALOG.name],
     "scheduler": [TICKETING_EVENTS.name],
 }

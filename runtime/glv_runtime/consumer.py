@@ -102,6 +102,8 @@ class Inbound:
     delivery: Delivery
     cloud_event: CloudEvent
     event: BaseModel
+    # The portal whose own topic the record came from (the broker vouches for it), if any.
+    portal_id: str | None = None
 
 
 Applier = Callable[[UnitOfWork, Sequence[Inbound]], Awaitable[None]]
@@ -154,11 +156,23 @@ def decode(delivery: Delivery) -> Inbound:
     except (ValueError, RecursionError, MemoryError) as exc:  # whatever a parser may still raise
         raise PermanentFailure("bad_json", type(exc).__name__) from exc
     topic = topic_of(model)
-    if delivery.topic != topic.name and not delivery.topic.endswith("." + topic.name):
+    if not topic.names(delivery.topic):
         # Each type has one producer and one topic: a SlotAssigned on a portal's topic is forged.
         raise PermanentFailure("wrong_topic", f"{cloud_event.type} belongs on {topic.name}")
     check_key(delivery, str(getattr(event, topic.key)))
-    return Inbound(delivery=delivery, cloud_event=cloud_event, event=event)
+    portal_id = topic.portal_in(delivery.topic)
+    if portal_id is not None:
+        check_portal(portal_id, getattr(event, "portal_id", None))
+    return Inbound(delivery=delivery, cloud_event=cloud_event, event=event, portal_id=portal_id)
+
+
+def check_portal(topic_portal: str, body_portal: object) -> None:
+    """A portal speaks only for itself: the broker let only `topic_portal` write its topic,
+    so a body naming another portal is refused, whatever it asks."""
+    if body_portal != topic_portal:
+        raise PermanentFailure(
+            "portal_mismatch", f"portal_id {str(body_portal)[:64]!r} in a record on portal {topic_portal!r}'s own topic"
+        )
 
 
 class BatchProcessor:

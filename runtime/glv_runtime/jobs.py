@@ -36,7 +36,7 @@ from glv_runtime import jobs_store
 from glv_runtime.errors import is_outage
 from glv_runtime.jobs_store import Job, JobRequest, JsonObject
 from glv_runtime.logs import get_logger
-from glv_runtime.notifications import listen
+from glv_runtime.notifications import DsnOrConnect, listen
 from glv_runtime.unit_of_work import Database, UnitOfWork
 
 log = get_logger(__name__)
@@ -106,7 +106,7 @@ class JobRunner:
         kinds: Sequence[JobKind] = (),
         periodic: Sequence[Periodic] = (),
         *,
-        dsn: str,
+        dsn: DsnOrConnect,
         poll_interval_s: float = 1.0,
         concurrency: int = 8,
         lease_margin_s: float = 10.0,

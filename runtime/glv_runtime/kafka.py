@@ -9,21 +9,30 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from faststream.kafka import KafkaBroker
 
 from glv_runtime.logs import get_logger
 from glv_runtime.outbox import OutboxMessage
 from glv_runtime.settings import ServiceSettings
+from glv_runtime.transport import faststream_security, kafka_client_options
 from glv_schemas import Topic
+from glv_schemas.topics import DAY_MS, intake_dead_letter_topic
 
 log = get_logger(__name__)
 
 
 # Errors the producer raises before sending: retrying the same record cannot help.
+# (A topic the service may not write is refused by the broker, which is alive to say so.)
 PERMANENT_SEND_ERRORS: tuple[type[BaseException], ...] = (
     MessageSizeTooLargeError,
     InvalidTopicError,
+    TopicAuthorizationFailedError,
     ValueError,
     TypeError,
     AssertionError,
@@ -44,6 +53,7 @@ def producer_config(settings: ServiceSettings) -> dict[str, Any]:
         "linger_ms": settings.producer_linger_ms,
         "max_batch_size": settings.producer_max_batch_bytes,
         "request_timeout_ms": 30_000,
+        **kafka_client_options(settings),
     }
 
 
@@ -104,13 +114,32 @@ def build_broker(settings: ServiceSettings) -> KafkaBroker:
         graceful_timeout=settings.graceful_timeout_s,
         # Topics come from the registry (ensure_topics), never from a typo.
         allow_auto_create_topics=False,
+        # A pattern subscription sees a newly onboarded portal's topic on the next refresh.
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
+        security=faststream_security(settings),
         logger=None,
     )
 
 
+def admin_client(settings: ServiceSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"glv-{settings.service_name}-admin",
+        **kafka_client_options(settings),
+    )
+
+
+def topic_config(settings: ServiceSettings, topic: Topic) -> dict[str, str]:
+    """The registry's configuration, with the retention of intake dead letters from settings."""
+    config = topic.topic_config()
+    if topic.name == intake_dead_letter_topic(settings.service_name).name:
+        config["retention.ms"] = str(settings.intake_dead_letter_retention_days * DAY_MS)
+    return config
+
+
 async def ensure_topics(settings: ServiceSettings, topics: Sequence[Topic]) -> None:
     """Create missing topics from the registry; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="glv-admin")
+    admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -120,7 +149,7 @@ async def ensure_topics(settings: ServiceSettings, topics: Sequence[Topic]) -> N
                 name=prefix + t.name,
                 num_partitions=t.partitions if t.partitions == 1 else settings.topic_partitions,
                 replication_factor=settings.topic_replication,
-                topic_configs=t.topic_config(),
+                topic_configs=topic_config(settings, t),
             )
             for t in topics
             if prefix + t.name not in existing
@@ -143,9 +172,13 @@ async def ensure_topics(settings: ServiceSettings, topics: Sequence[Topic]) -> N
         await admin.close()
 
 
-async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+async def partitions_of(bootstrap: str | ServiceSettings, topics: Sequence[str]) -> list[TopicPartition]:
     """Every partition of these topics (missing topics have none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="glv-admin")
+    admin = (
+        AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="glv-admin")
+        if isinstance(bootstrap, str)
+        else admin_client(bootstrap)
+    )
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

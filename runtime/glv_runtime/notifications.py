@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
 
 import asyncpg
 
+# A DSN, or a function that opens a connection the way the service's pool does (TLS included).
+Connect: TypeAlias = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
+DsnOrConnect: TypeAlias = str | Connect
 
-async def listen(dsn: str, channel: str, wake: asyncio.Event, stopping: asyncio.Event, retry_s: float) -> None:
+
+async def connect(target: DsnOrConnect) -> asyncpg.Connection[Any]:
+    return await (asyncpg.connect(target) if isinstance(target, str) else target())
+
+
+async def listen(dsn: DsnOrConnect, channel: str, wake: asyncio.Event, stopping: asyncio.Event, retry_s: float) -> None:
     while not stopping.is_set():
         conn: asyncpg.Connection[Any] | None = None
         try:
-            conn = await asyncpg.connect(dsn)
+            conn = await connect(dsn)
             await conn.add_listener(channel, lambda *_: wake.set())
             while not conn.is_closed() and not stopping.is_set():
                 await asyncio.sleep(retry_s)

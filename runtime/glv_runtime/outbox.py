@@ -25,7 +25,7 @@ from glv_runtime import metrics
 from glv_runtime.db import DbConnection
 from glv_runtime.errors import is_outage
 from glv_runtime.logs import get_logger
-from glv_runtime.notifications import listen
+from glv_runtime.notifications import DsnOrConnect, listen
 from glv_schemas import CloudEvent, new_cloud_event, topic_of
 
 log = get_logger(__name__)
@@ -106,7 +106,7 @@ class OutboxRelay:
         pool: asyncpg.Pool,
         sender: RecordSender,
         *,
-        dsn: str,
+        dsn: DsnOrConnect,
         poll_interval_s: float,
         batch_size: int,
         batch_bytes: int = 4 * 1024 * 1024,

@@ -21,13 +21,14 @@ from glv_runtime.kafka import partitions_of
 from glv_runtime.logs import get_logger
 from glv_runtime.settings import ServiceSettings
 from glv_runtime.subscription import OutageBackoff
+from glv_runtime.transport import kafka_client_options
 
 log = get_logger(__name__)
 
 
 async def restore_topics(settings: ServiceSettings, topics: Sequence[str], processor: BatchProcessor) -> int:
     """Apply every record now on these topics; return how many were read."""
-    partitions = await partitions_of(settings.kafka_bootstrap_servers, topics)
+    partitions = await partitions_of(settings, topics)
     if not partitions:
         return 0
     consumer = AIOKafkaConsumer(
@@ -35,6 +36,7 @@ async def restore_topics(settings: ServiceSettings, topics: Sequence[str], proce
         client_id=f"glv-{settings.service_name}-restore",
         enable_auto_commit=False,
         group_id=None,
+        **kafka_client_options(settings),
     )
     await consumer.start()
     guard_getmany(consumer)

@@ -13,6 +13,7 @@ import uvicorn
 from faststream.kafka import KafkaBroker
 from starlette.routing import BaseRoute
 
+from glv_runtime.access import topics_of_service
 from glv_runtime.consumer import BatchProcessor, Delivery, Inbound, decode
 from glv_runtime.fetch_guard import guarded_builder
 from glv_runtime.http import build_http_app
@@ -27,8 +28,10 @@ from glv_runtime.restore import restore_topics
 from glv_runtime.router import Router
 from glv_runtime.settings import ServiceSettings
 from glv_runtime.subscription import subscribe_batches
-from glv_runtime.unit_of_work import Database, UnitOfWork, create_pool
-from glv_schemas import ALL_TOPICS, Topic, consumed_by
+from glv_runtime.transport import check_transport
+from glv_runtime.unit_of_work import Database, UnitOfWork, connector, create_pool
+from glv_schemas import Topic, consumed_by
+from glv_schemas.topics import subscription_pattern
 
 log = get_logger(__name__)
 
@@ -105,18 +108,20 @@ class RunningService:
 
     async def start(self, *, http: bool = True) -> None:
         s = self.settings
-        self.spec.router.check(self.spec.consumes)  # before anything is touched
+        # Before anything is touched: what it consumes is declared, its transport allowed.
+        self.spec.router.check(self.spec.consumes)
+        check_transport(s)
         self.db = Database(await create_pool(s), source=self.spec.source)
         async with self.db.pool.acquire() as conn:
             await apply_migrations(conn, ["glv_runtime.migrations", *self.spec.migrations])
-        await ensure_topics(s, ALL_TOPICS)
+        await ensure_topics(s, topics_of_service(self.spec.name))
 
         self.sender = KafkaSender(s)
         await self.sender.start()
         self.relay = OutboxRelay(
             self.db.pool,
             self.sender,
-            dsn=s.dsn(),
+            dsn=connector(s),
             poll_interval_s=s.relay_poll_interval_s,
             batch_size=s.relay_batch_size,
             batch_bytes=s.relay_batch_bytes,
@@ -126,7 +131,7 @@ class RunningService:
             self.db,
             self.spec.jobs,
             [housekeeping(s), *self.spec.periodic],
-            dsn=s.dsn(),
+            dsn=connector(s),
             poll_interval_s=s.job_poll_interval_s,
             concurrency=s.job_concurrency,
         )
@@ -148,12 +153,15 @@ class RunningService:
             await restore_topics(s, [s.topic_prefix + t.name for t in self.spec.restore_first], self._processor())
         self.processor = self._processor(crash_after_db_commit=s.crash_after_db_commit)
         self.broker = build_broker(s)
+        consumes = self.spec.consumes
         self._subscriber = subscribe_batches(
             self.broker,
-            [s.topic_prefix + t.name for t in self.spec.consumes],
+            [] if any(t.per_portal for t in consumes) else [s.topic_prefix + t.name for t in consumes],
             self.processor,
             s,
             group_id=s.consumer_group or f"glv-{self.spec.name}",
+            # Portals' topics come and go with onboarding: one pattern reads them all.
+            pattern=subscription_pattern(consumes, s.topic_prefix) if any(t.per_portal for t in consumes) else None,
         )
         # The guard wraps the consumer FastStream builds (connect() sets the builder,
         # start() uses it), so that no fetch happens unguarded.
@@ -271,14 +279,19 @@ async def run_command(
     settings: ServiceSettings, migrations: Sequence[str], source: str, work: Callable[[Database], Any]
 ) -> Any:
     """A CLI command's state change: migrations, one pool, `work(db)` (which opens its units
-    of work), then the outbox published before returning (a running relay would too)."""
+    of work), then what they wrote to the outbox published before returning (a running
+    relay would too)."""
+    check_transport(settings)
     pool = await create_pool(settings, min_size=1, max_size=2)
     db = Database(pool, source=source)
+    published: list[bool] = []
+    db.after_commit(lambda uow: published.append(uow.wrote_outbox))
     try:
         async with pool.acquire() as conn:
             await apply_migrations(conn, ["glv_runtime.migrations", *migrations])
         result = await work(db)
-        await flush_outbox(settings, db)
+        if any(published):
+            await flush_outbox(settings, db)
         return result
     finally:
         await pool.close()
@@ -286,10 +299,12 @@ async def run_command(
 
 async def flush_outbox(settings: ServiceSettings, db: Database) -> int:
     """Publish every pending outbox row now; returns how many this call published."""
-    await ensure_topics(settings, ALL_TOPICS)
+    await ensure_topics(settings, topics_of_service(settings.service_name))
     sender = KafkaSender(settings)
     await sender.start()
-    relay = OutboxRelay(db.pool, sender, dsn=settings.dsn(), poll_interval_s=0.2, batch_size=settings.relay_batch_size)
+    relay = OutboxRelay(
+        db.pool, sender, dsn=connector(settings), poll_interval_s=0.2, batch_size=settings.relay_batch_size
+    )
     published = 0
     try:
         while True:

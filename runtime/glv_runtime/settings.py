@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# "development" is set by the local stack, the demo and the tests: it lets a service start
+# with a missing or short secret (an ephemeral random one is made) and without TLS.
+# Everything else is production, which refuses both (glv_runtime.secrets, glv_runtime.transport).
+Environment = Literal["production", "development"]
 
 
 class ServiceSettings(BaseSettings):
@@ -13,14 +20,36 @@ class ServiceSettings(BaseSettings):
     Defaults run against the local stack (deploy/local/stack.sh).
     """
 
-    model_config = SettingsConfigDict(env_prefix="GLV_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GLV_", extra="ignore", validate_by_name=True)
 
     service_name: str = "glv"
+    environment: Environment = Field(default="production", validation_alias="GLV_ENVIRONMENT")
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:59092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
     )
+    # Kafka transport: SASL_SSL with SCRAM-SHA-512 in production. The CA file verifies the
+    # broker's certificate (the system's CAs when unset); the user is the service's own.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        validation_alias="KAFKA_SECURITY_PROTOCOL",
+    )
+    kafka_ssl_cafile: str | None = Field(default=None, validation_alias="KAFKA_SSL_CAFILE")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # How soon a newly onboarded portal's topics are seen by a pattern subscription.
+    kafka_metadata_max_age_ms: int = Field(default=30_000, gt=0)
+
     database_url: SecretStr = SecretStr("postgresql://glv:glv@127.0.0.1:55432/glv")
+    # PostgreSQL transport: "verify-full" (TLS, certificate chain and host name checked
+    # against the root certificate) in production; "disable" only in development.
+    database_ssl_mode: Literal["disable", "verify-full"] = Field(
+        default="disable", validation_alias="GLV_DATABASE_SSL_MODE"
+    )
+    database_ssl_root_cert: str | None = Field(default=None, validation_alias="GLV_DATABASE_SSL_ROOT_CERT")
+    # An operator whose network already encrypts and authenticates (a service mesh with
+    # mTLS) may run production without TLS here: it must say so; a warning says it at start.
+    allow_plaintext_transport: bool = False
     db_pool_min: int = 2
     db_pool_max: int = 10
     db_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -54,6 +83,9 @@ class ServiceSettings(BaseSettings):
     # Defaults to glv-<service>.
     consumer_group: str | None = None
     topic_partitions: int = Field(default=6, gt=0)
+    # Dead letters from portals' intake topics hold personal data: kept this long
+    # (the topic's retention.ms, set when the service creates the topic).
+    intake_dead_letter_retention_days: int = Field(default=7, gt=0, le=90)
     topic_replication: int = Field(default=1, gt=0)
 
     # Outbox relay: LISTEN/NOTIFY wakes it; this poll is what makes it correct.

@@ -55,10 +55,13 @@ def subscribe_batches(
     settings: ServiceSettings,
     *,
     group_id: str,
+    pattern: str | None = None,
 ) -> Any:
+    """Subscribe to `topics`, or (topics empty) to every topic `pattern` matches."""
     parser = RawBatchParser()
     subscriber = broker.subscriber(
         *topics,
+        pattern=pattern,
         group_id=group_id,
         batch=True,
         max_records=settings.batch_max_records,

@@ -22,8 +22,10 @@ from glv_runtime.db import DbConnection
 from glv_runtime.deadletters import DeadLetter, write_dead_letters
 from glv_runtime.jobs_store import JobRequest, write_jobs
 from glv_runtime.logs import get_logger
+from glv_runtime.notifications import Connect
 from glv_runtime.outbox import OutboxMessage, event_message, write_outbox
 from glv_runtime.settings import ServiceSettings
+from glv_runtime.transport import database_connect_options
 
 log = get_logger(__name__)
 
@@ -98,7 +100,20 @@ async def create_pool(
         max_size=settings.db_pool_max if max_size is None else max_size,
         server_settings=connection_settings(settings),
         timeout=settings.db_connect_timeout_s,
+        **database_connect_options(settings),
     )
+
+
+def connector(settings: ServiceSettings) -> Connect:
+    """Opens a single connection (LISTEN) the way the pool opens its own: TLS included."""
+
+    async def connect() -> asyncpg.Connection[Any]:
+        conn: asyncpg.Connection[Any] = await asyncpg.connect(
+            settings.dsn(), timeout=settings.db_connect_timeout_s, **database_connect_options(settings)
+        )
+        return conn
+
+    return connect
 
 
 class Database:

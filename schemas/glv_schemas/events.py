@@ -8,6 +8,7 @@ other event carries ids.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
@@ -304,6 +305,12 @@ class ServiceOffering(Model):
     booking_horizon_days: Annotated[int, Field(gt=0, le=365)] = 30
 
 
+# How far ahead of a reader's clock a catalog entry's updated_at may be: clocks differ by
+# seconds, not minutes. Readers keep an office's newest entry, so one dated further ahead
+# would win over every correct entry published until that time comes.
+CATALOG_CLOCK_SKEW = timedelta(minutes=5)
+
+
 class OfficeCatalogUpdated(Model):
     """One office's catalog entry on the compacted topic glv.catalog, keyed by office code.
 
@@ -324,6 +331,13 @@ class OfficeCatalogUpdated(Model):
     @classmethod
     def event_type(cls) -> str:
         return f"glv.{cls.event_name}.v{cls.version}"
+
+    def is_from_the_future(self, now: datetime) -> bool:
+        """Whether `updated_at` is more than CATALOG_CLOCK_SKEW ahead of `now`: the loader
+        refuses such an entry, and a reader ignores it (with a warning naming the office)."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        return self.updated_at > now + CATALOG_CLOCK_SKEW
 
 
 class ServiceOfferingV2(ServiceOffering):

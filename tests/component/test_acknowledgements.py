@@ -25,6 +25,8 @@ from glv_runtime.unit_of_work import Database, UnitOfWork
 from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS
 from tests.infra import Infra
 
+SIM_INTAKE = PORTAL_TICKETS.concrete("sim-portal")
+
 pytestmark = pytest.mark.real
 
 
@@ -54,7 +56,7 @@ async def _run(settings: ServiceSettings, pool: asyncpg.Pool, apply, group: str)
     processor = BatchProcessor(
         Database(pool, source="/glv/test"), apply, service="ticketing", max_attempts=2, retry_backoff_s=0.01
     )
-    subscribe_batches(broker, [settings.topic_prefix + PORTAL_TICKETS.name], processor, settings, group_id=group)
+    subscribe_batches(broker, [settings.topic_prefix + SIM_INTAKE.name], processor, settings, group_id=group)
     await broker.start()
     return broker
 
@@ -65,8 +67,8 @@ async def test_a_handler_cancelled_at_graceful_timeout_is_redelivered(
     settings = ServiceSettings(
         kafka_bootstrap_servers=infra.bootstrap, topic_prefix=topic_prefix, graceful_timeout_s=0.5
     )
-    await ensure_topics(settings, ALL_TOPICS)
-    topic, group = topic_prefix + PORTAL_TICKETS.name, f"{topic_prefix}acks"
+    await ensure_topics(settings, [*ALL_TOPICS, SIM_INTAKE])
+    topic, group = topic_prefix + SIM_INTAKE.name, f"{topic_prefix}acks"
     started = asyncio.Event()
 
     async def slow(uow: UnitOfWork, items: Sequence[Inbound]) -> None:
@@ -104,8 +106,8 @@ async def test_a_batch_failing_on_an_outage_is_not_skipped_by_the_next(
     settings = ServiceSettings(
         kafka_bootstrap_servers=infra.bootstrap, topic_prefix=topic_prefix, outage_backoff_s=0.1, batch_max_records=1
     )
-    await ensure_topics(settings, ALL_TOPICS)
-    topic, group = topic_prefix + PORTAL_TICKETS.name, f"{topic_prefix}outage"
+    await ensure_topics(settings, [*ALL_TOPICS, SIM_INTAKE])
+    topic, group = topic_prefix + SIM_INTAKE.name, f"{topic_prefix}outage"
     rng = random.Random(2)
     first = ticket(rng, portal_id="p", office_code="JKT", service_code="lelang")
     second = first.model_copy(update={"subject": "second"})  # same key: same partition, after the first

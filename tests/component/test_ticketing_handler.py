@@ -28,6 +28,8 @@ from glv_ticketing.settings import TicketingSettings
 from glv_ticketing.store import upsert_office
 from tests.infra import Infra
 
+SIM_INTAKE = PORTAL_TICKETS.concrete("sim-portal")
+
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
@@ -46,7 +48,7 @@ async def test_filed_tickets_are_decided_once_and_poison_is_dead_lettered(
 ) -> None:
     settings = TicketingSettings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=topic_prefix)
     if real:
-        await ensure_topics(settings, ALL_TOPICS)
+        await ensure_topics(settings, [*ALL_TOPICS, SIM_INTAKE])
     broker = build_broker(settings)
     processor = BatchProcessor(
         Database(pool, source="/glv/ticketing"),
@@ -56,7 +58,7 @@ async def test_filed_tickets_are_decided_once_and_poison_is_dead_lettered(
         retry_backoff_s=0.01,
         decoder=decode_for_ticketing,
     )
-    topic = topic_prefix + PORTAL_TICKETS.name
+    topic = topic_prefix + SIM_INTAKE.name
     subscribe_batches(broker, [topic], processor, settings, group_id=f"{topic_prefix}component")
     rng = random.Random(5)
     good = ticket(rng, portal_id="sim-portal", office_code="JKT", service_code="lelang")

@@ -29,6 +29,11 @@ class Ticketing:
     service: RunningService
     clock: Clock
     probe: EventProbe
+    # Status-API tokens of the onboarded test portals, by portal id.
+    tokens: dict[str, str]
+
+    def auth(self, portal_id: str = "sim-portal") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[portal_id]}"}
 
     @property
     def base_url(self) -> str:
@@ -55,8 +60,11 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ticke
 
 
 @pytest.fixture
-async def ticketing(ticketing_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ticketing]:
+async def ticketing(
+    ticketing_env: dict[str, str], portal_tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Ticketing]:
     settings = settings_from(ticketing_env, monkeypatch)
+    tokens = portal_tokens
     clock = Clock()
     service = RunningService(build_spec(settings, clock))
     await service.start()
@@ -66,7 +74,7 @@ async def ticketing(ticketing_env: dict[str, str], monkeypatch: pytest.MonkeyPat
     probe = EventProbe(settings.kafka_bootstrap_servers, [settings.topic_prefix + t.name for t in ALL_TOPICS])
     async with probe:
         try:
-            yield Ticketing(settings, service, clock, probe)
+            yield Ticketing(settings, service, clock, probe, tokens)
         finally:
             await service.stop()
 

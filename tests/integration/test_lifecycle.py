@@ -22,8 +22,6 @@ from glv_schemas.events import (
 )
 from tests.integration.conftest import Ticketing
 
-SIM = {"Authorization": "Bearer token-sim"}
-
 
 async def _accepted(t: Ticketing, portal: PortalClient, rng: random.Random, count: int) -> list[TicketFiled]:
     filed = [
@@ -42,7 +40,7 @@ def _slot(filed: TicketFiled, t: Ticketing, replaces: uuid.UUID | None = None) -
 
 async def _status(t: Ticketing, ticket_id: uuid.UUID) -> dict:  # type: ignore[type-arg]
     async with httpx.AsyncClient(base_url=t.base_url) as client:
-        return (await client.get(f"/v1/tickets/{ticket_id}", headers=SIM)).json()  # type: ignore[no-any-return]
+        return (await client.get(f"/v1/tickets/{ticket_id}", headers=t.auth())).json()  # type: ignore[no-any-return]
 
 
 async def _wait_status(t: Ticketing, ticket_id: uuid.UUID, entries: list[str]) -> dict:  # type: ignore[type-arg]
@@ -147,16 +145,16 @@ async def test_status_api_authenticates_each_portal(ticketing: Ticketing) -> Non
         url = f"/v1/tickets/{filed.ticket_id}"
         assert (await client.get(url)).status_code == 401
         assert (await client.get(url, headers={"Authorization": "Bearer nope"})).status_code == 401
-        assert (await client.get(url, headers={"Authorization": "token-sim"})).status_code == 401
-        assert (await client.get(url, headers={"Authorization": "Bearer token-other"})).status_code == 404
-        assert (await client.get(url, headers=SIM)).status_code == 200
-        by_code = await client.get(f"/v1/tickets/by-code/{code}", headers=SIM)
+        assert (await client.get(url, headers={"Authorization": ticketing.tokens["sim-portal"]})).status_code == 401
+        assert (await client.get(url, headers=ticketing.auth("other-portal"))).status_code == 404
+        assert (await client.get(url, headers=ticketing.auth())).status_code == 200
+        by_code = await client.get(f"/v1/tickets/by-code/{code}", headers=ticketing.auth())
         assert by_code.status_code == 200 and by_code.json()["ticket_id"] == str(filed.ticket_id)
         assert (
-            await client.get(f"/v1/tickets/by-code/{code}", headers={"Authorization": "Bearer token-other"})
+            await client.get(f"/v1/tickets/by-code/{code}", headers=ticketing.auth("other-portal"))
         ).status_code == 404
-        assert (await client.get(f"/v1/tickets/{uuid.uuid4()}", headers=SIM)).status_code == 404
-        assert (await client.get("/v1/tickets/not-a-uuid", headers=SIM)).status_code == 400
+        assert (await client.get(f"/v1/tickets/{uuid.uuid4()}", headers=ticketing.auth())).status_code == 404
+        assert (await client.get("/v1/tickets/not-a-uuid", headers=ticketing.auth())).status_code == 400
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"] == {

@@ -18,7 +18,6 @@ from glv_schemas.base import TimeWindow
 from glv_schemas.events import RescheduleRequested, TicketFiled
 from tests.integration.conftest import Glv
 
-SIM = {"Authorization": "Bearer token-sim"}
 OFFICE_HOURS = {"Asia/Jakarta": (8, 16.5), "Asia/Makassar": (8, 16.5), "Asia/Jayapura": (8, 16.5)}
 
 
@@ -28,7 +27,7 @@ def _filings(rng: random.Random, now: datetime, specs: list[tuple[str, str]]) ->
 
 async def _status(glv: Glv, ticket_id: uuid.UUID) -> dict:  # type: ignore[type-arg]
     async with httpx.AsyncClient(base_url=glv.ticketing.base_url) as client:
-        return (await client.get(f"/v1/tickets/{ticket_id}", headers=SIM)).json()  # type: ignore[no-any-return]
+        return (await client.get(f"/v1/tickets/{ticket_id}", headers=glv.ticketing.auth())).json()  # type: ignore[no-any-return]
 
 
 async def _wait_status(glv: Glv, ticket_id: uuid.UUID, status: str) -> None:

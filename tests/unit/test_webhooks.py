@@ -1,4 +1,4 @@
-"""Webhook signatures and payloads with plain values."""
+"""Webhook signatures, body limits and payloads with plain values."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +18,16 @@ from pydantic import ValidationError
 from glv_scheduler.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    BadContentLength,
+    BodyTooLarge,
     MeetingEnded,
+    SignedHeaders,
     WebhookRejected,
+    check_headers,
+    check_signature,
+    declared_length,
     parse_meeting_ended,
+    read_body,
     sign,
     verify,
 )
@@ -113,17 +121,76 @@ def test_rotation_accepts_old_and_new_secret() -> None:
     assert reason([NEW_SECRET], headers(secret=SECRET)) == "bad_signature"
 
 
-@pytest.mark.parametrize("secrets", [b"", [], [SECRET, b""]])
-def test_empty_secrets_are_a_configuration_error(secrets: bytes | list[bytes]) -> None:
-    with pytest.raises(ValueError):
-        verify(secrets, headers(), BODY, NOW)
+def _signed_with_the_empty_key() -> dict[str, str]:
+    # Anyone can compute this: sign() refuses to, a forger does not.
+    mac = hmac.new(b"", f"{TS}.".encode() + BODY, hashlib.sha256).hexdigest()
+    return {TIMESTAMP_HEADER: str(TS), SIGNATURE_HEADER: f"sha256={mac}"}
+
+
+@pytest.mark.parametrize("secrets", [b"", [], [b""], [b"", b""]])
+def test_an_empty_secret_never_verifies(secrets: bytes | list[bytes]) -> None:
+    assert reason(secrets, _signed_with_the_empty_key()) == "bad_signature"
+    assert reason(secrets, headers()) == "bad_signature"
     with pytest.raises(ValueError):
         sign(b"", TS, BODY)
+
+
+def test_an_empty_secret_beside_a_real_one_is_never_tried() -> None:
+    assert reason([SECRET, b""], _signed_with_the_empty_key()) == "bad_signature"
+    verify([SECRET, b""], headers(), BODY, NOW)
 
 
 def test_naive_now_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         verify(SECRET, headers(), BODY, NOW.replace(tzinfo=None))
+
+
+def test_headers_are_checked_without_the_body_or_a_key() -> None:
+    signed = check_headers(headers(), NOW)
+    assert signed == SignedHeaders(TS, sign(SECRET, TS, BODY).removeprefix("sha256=").encode())
+    check_signature(SECRET, signed, BODY)
+    with pytest.raises(WebhookRejected, match="stale_timestamp"):
+        check_headers(headers(TS - 301), NOW)
+
+
+# ---------------------------------------------------------------------- body ->
+
+
+async def _chunks(parts: list[bytes], taken: list[int]) -> AsyncIterator[bytes]:
+    for part in parts:
+        taken.append(len(part))
+        yield part
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_any_read() -> None:
+    taken: list[int] = []
+    with pytest.raises(BodyTooLarge):
+        await read_body(_chunks([b"x" * 10], taken), declared=11, limit=10)
+    assert taken == []
+
+
+async def test_a_chunked_body_is_refused_at_the_first_chunk_past_the_limit() -> None:
+    taken: list[int] = []
+    with pytest.raises(BodyTooLarge):
+        await read_body(_chunks([b"x" * 4] * 1000, taken), declared=None, limit=10)
+    assert taken == [4, 4, 4]  # the third one passed 10 bytes: nothing after it is read
+
+
+async def test_a_body_of_exactly_the_limit_is_read() -> None:
+    assert await read_body(_chunks([b"ab", b"cd", b""], []), declared=None, limit=4) == b"abcd"
+    assert await read_body(_chunks([b"abcd"], []), declared=4, limit=4) == b"abcd"
+
+
+@pytest.mark.parametrize(("value", "length"), [("12", 12), (" 0 ", 0)])
+def test_declared_length(value: str, length: int) -> None:
+    assert declared_length({"content-length": value}) == length
+    assert declared_length({}) is None
+
+
+@pytest.mark.parametrize("value", ["abc", "+5", "-1", "1e3", "١٢", ""])
+def test_a_malformed_content_length_is_refused(value: str) -> None:
+    with pytest.raises(BadContentLength):
+        declared_length({"Content-Length": value})
 
 
 @given(body=st.binary(max_size=2048), skew=st.integers(min_value=-300, max_value=300))

@@ -29,22 +29,22 @@ from aiokafka.admin import AIOKafkaAdminClient
 from glv_devtools.catalog import CATALOG_FILE
 from glv_devtools.portal import PortalClient, RawRecord, record_for, ticket
 from glv_devtools.probe import EventProbe, Seen
+from glv_runtime.onboarding import AdminSettings
 from glv_scheduler.__main__ import load_catalog
 from glv_scheduler.catalog import read_catalog
 from glv_scheduler.settings import SchedulerSettings
 from glv_schemas.base import TimeWindow
 from glv_schemas.events import CancellationRequested, SlotAssigned, TicketFiled
 from glv_schemas.topics import (
-    ALL_TOPICS,
     DEPLOYED_SERVICES,
     PORTAL_TICKETS,
-    SCHEDULER_EVENTS,
-    TICKETING_EVENTS,
-    dead_letter_topic,
+    PORTAL_UPDATES,
+    intake_dead_letter_topic,
 )
+from glv_ticketing import portals
 from glv_ticketing.settings import TicketingSettings
 
-TOKEN = "demo-portal-token"
+PORTAL = "demo-portal"
 # The local stack's role that may create databases (deploy/local/stack.sh).
 DEMO_ADMIN_DSN = "postgresql://glv_test:glv_test@127.0.0.1:55432/glv_test"
 RESUBMITTED = 20
@@ -91,7 +91,7 @@ def build_filings(rng: random.Random, now: datetime) -> tuple[list[TicketFiled],
         valid.append(
             ticket(
                 rng,
-                portal_id="demo-portal",
+                portal_id=PORTAL,
                 office_code=office,
                 service_code=service,
                 now=now,
@@ -101,7 +101,7 @@ def build_filings(rng: random.Random, now: datetime) -> tuple[list[TicketFiled],
 
     def bad(reason: str, **changes: object) -> TicketFiled:
         office, service = OFFICES[rng.randrange(len(OFFICES))]
-        filed = ticket(rng, portal_id="demo-portal", office_code=office, service_code=service, now=now)
+        filed = ticket(rng, portal_id=PORTAL, office_code=office, service_code=service, now=now)
         filed = filed.model_copy(update=changes)
         expected[str(filed.ticket_id)] = f"rejected: {reason}"
         return filed
@@ -212,6 +212,7 @@ async def make_namespace(admin_dsn: str, run: str) -> dict[str, str]:
 
 
 async def drop_namespace(admin_dsn: str, bootstrap: str, run: str) -> None:
+    """The run's databases and every topic under its prefix (the portal's included)."""
     admin = await asyncpg.connect(admin_dsn)
     try:
         for service in DEPLOYED_SERVICES:
@@ -221,13 +222,17 @@ async def drop_namespace(admin_dsn: str, bootstrap: str, run: str) -> None:
     kafka = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await kafka.start()
     try:
-        await kafka.delete_topics([f"demo-{run}.{t.name}" for t in ALL_TOPICS])
+        mine = [t for t in await kafka.list_topics() if t.startswith(f"demo-{run}.")]
+        if mine:
+            await kafka.delete_topics(mine)
     finally:
         await kafka.close()
 
 
 async def run_demo() -> int:
     run = uuid.uuid4().hex[:8]
+    # The local stack's mode: ephemeral secrets where none are set, the plain listener.
+    os.environ.setdefault("GLV_ENVIRONMENT", "development")
     admin_dsn = os.environ.get("GLV_TEST_DATABASE_URL", DEMO_ADMIN_DSN)
     namespace = await make_namespace(admin_dsn, run)
     os.environ.update(namespace)
@@ -239,16 +244,20 @@ async def run_demo() -> int:
 
 
 async def demo_in(namespace: dict[str, str]) -> int:
-    ticketing = TicketingSettings(portal_tokens={"demo-portal": TOKEN})
+    ticketing = TicketingSettings()
     scheduler = SchedulerSettings()
     prefix = ticketing.topic_prefix
     env = {
         **os.environ,
         **namespace,
-        "GLV_TICKETING_PORTAL_TOKENS": json.dumps({"demo-portal": TOKEN}),
         "GLV_TICKETING_LOG_LEVEL": "WARNING",
         "GLV_SCHEDULER_LOG_LEVEL": "WARNING",
     }
+    say(f"glv-ticketing portal onboard {PORTAL}: its intake and updates topics and its status-API token")
+    admin = AdminSettings(kafka_bootstrap_servers=ticketing.kafka_bootstrap_servers, topic_prefix=prefix)
+    onboarded = await portals.onboard(ticketing, admin, PORTAL)
+    assert onboarded.status_token is not None
+    token = onboarded.status_token
     processes: list[subprocess.Popen[bytes]] = []
     try:
         processes.append(start_service("ticketing", env))
@@ -269,16 +278,17 @@ async def demo_in(namespace: dict[str, str]) -> int:
         now = datetime.now(UTC)
         filings, poison, expected = build_filings(rng, now)
         accepted_ids = {t for t, want in expected.items() if want == "accepted"}
-        topics = [
-            prefix + t for t in (TICKETING_EVENTS.name, SCHEDULER_EVENTS.name, dead_letter_topic("ticketing").name)
-        ]
+        # What the portal sees: its own updates topic (ticketing's decisions and the slots,
+        # with join links), and for the operator the intake dead letters.
+        updates = prefix + PORTAL_UPDATES.for_portal(PORTAL)
+        topics = [updates, prefix + intake_dead_letter_topic("ticketing").name]
         async with EventProbe(ticketing.kafka_bootstrap_servers, topics) as probe:
             start_count = await probe.catch_up()  # earlier runs' events are not this run's
 
             def ids_of(seen: list[Seen], *types: str) -> set[str]:
                 return {str(s.event.ticket_id) for s in seen[start_count:] if s.event is not None and s.type in types}
 
-            say(f"a simulated portal files {len(filings) + len(poison)} records on {PORTAL_TICKETS.name}")
+            say(f"the portal files {len(filings) + len(poison)} records on {PORTAL_TICKETS.for_portal(PORTAL)}")
             started = time.monotonic()
             async with PortalClient(ticketing.kafka_bootstrap_servers, prefix) as portal:
                 await portal.file(filings, source="/portal/demo")
@@ -297,9 +307,7 @@ async def demo_in(namespace: dict[str, str]) -> int:
             async with PortalClient(ticketing.kafka_bootstrap_servers, prefix) as portal:
                 await portal.file(
                     [
-                        CancellationRequested(
-                            ticket_id=f.ticket_id, portal_id="demo-portal", requested_at=datetime.now(UTC)
-                        )
+                        CancellationRequested(ticket_id=f.ticket_id, portal_id=PORTAL, requested_at=datetime.now(UTC))
                         for f in cancel
                     ],
                     source="/portal/demo",
@@ -308,7 +316,7 @@ async def demo_in(namespace: dict[str, str]) -> int:
             with_slot = cancel_ids & ids_of(probe.seen, "glv.SlotAssigned.v1")
             await probe.wait_for(lambda seen: cancel_ids <= ids_of(seen, "glv.TicketCancelled.v1"), 60)
             await probe.wait_for(lambda seen: with_slot <= ids_of(seen, "glv.SlotReleased.v1"), 60)
-            dlq_name = prefix + dead_letter_topic("ticketing").name
+            dlq_name = prefix + intake_dead_letter_topic("ticketing").name
             await probe.wait_for(lambda seen: sum(s.topic == dlq_name for s in seen[start_count:]) >= len(poison))
             mine = list(probe.seen[start_count:])
         print_summary(mine, filings, poison, expected, decided_after)
@@ -318,7 +326,7 @@ async def demo_in(namespace: dict[str, str]) -> int:
             for s in mine
             if s.type == "glv.SlotAssigned.v1" and str(s.event.ticket_id) not in cancel_ids
         )
-        await show_status(ticketing.http_port, scheduled)
+        await show_status(ticketing.http_port, scheduled, token)
     finally:
         # Stop the children before printing anything: a closed stdout must not leave them running.
         stop_services(processes)
@@ -418,10 +426,10 @@ def print_summary(
     )
 
 
-async def show_status(port: int, ticket_id: uuid.UUID) -> None:
+async def show_status(port: int, ticket_id: uuid.UUID, token: str) -> None:
     async with httpx.AsyncClient() as client:
         answer = await client.get(
-            f"http://127.0.0.1:{port}/v1/tickets/{ticket_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+            f"http://127.0.0.1:{port}/v1/tickets/{ticket_id}", headers={"Authorization": f"Bearer {token}"}
         )
     print()
     print(f"GET /v1/tickets/{ticket_id}  ->  HTTP {answer.status_code}")

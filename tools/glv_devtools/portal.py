@@ -7,13 +7,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
-from glv_schemas import new_cloud_event, topic_of
+from glv_schemas import new_cloud_event
 from glv_schemas.base import Event, TimeWindow
 from glv_schemas.events import Meeting, SlotAssigned, Stakeholder, TicketAccepted, TicketFiled
+from glv_schemas.topics import topic_name_of
 from glv_ticketing.domain import acceptance_event
 
 FIRST_NAMES = ("Andi", "Siti", "Made", "Yohanes", "Nurul", "Daeng", "Ketut", "Marthen", "Rina", "Agus")
@@ -73,7 +75,7 @@ def record_for(event: BaseModel, *, source: str, event_id: str | None = None) ->
     key = str(getattr(event, "ticket_id", getattr(event, "office_code", "")))
     cloud_event = new_cloud_event(model, source=source, subject=key, event_id=event_id)  # type: ignore[arg-type]
     return RawRecord(
-        topic=topic_of(model).name,  # type: ignore[arg-type]
+        topic=topic_name_of(event),
         key=key.encode(),
         value=event.model_dump_json().encode(),
         headers=cloud_event.to_headers(),
@@ -83,8 +85,11 @@ def record_for(event: BaseModel, *, source: str, event_id: str | None = None) ->
 class PortalClient:
     """Publishes records the way a portal does: keyed by ticket id, CloudEvents headers."""
 
-    def __init__(self, bootstrap: str, prefix: str = "") -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+    def __init__(self, bootstrap: str, prefix: str = "", **client_options: Any) -> None:
+        """`client_options`: aiokafka's security arguments, for a portal on a secured broker."""
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5, **client_options
+        )
         self._prefix = prefix
 
     async def __aenter__(self) -> PortalClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import yaml
 
 from glv_scheduler.calendar import Office, Officer, ServiceType, parse_week
-from glv_schemas.events import OfficeCatalogUpdatedV2, ServiceOfferingV2
+from glv_schemas.events import CATALOG_CLOCK_SKEW, OfficeCatalogUpdated, OfficeCatalogUpdatedV2, ServiceOfferingV2
 
 
 @dataclass(frozen=True)
@@ -128,3 +129,23 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
 
 def read_catalog(path: Path) -> Catalog:
     return parse_catalog(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+class CatalogFromTheFuture(ValueError):
+    """Entries dated ahead of the reference clock: publishing them would block later ones."""
+
+
+def refuse_entries_from_the_future(entries: Sequence[OfficeCatalogUpdated], now: datetime) -> None:
+    """Raise `CatalogFromTheFuture`, naming the offices, when an entry is dated more than
+    CATALOG_CLOCK_SKEW after `now`. Readers keep an office's newest entry, so such an entry
+    would win over every correct one published until its time comes (and readers ignore it)."""
+    ahead = [e for e in entries if e.is_from_the_future(now)]
+    if ahead:
+        names = ", ".join(e.office_code for e in ahead[:10]) + (
+            f" and {len(ahead) - 10} more" if len(ahead) > 10 else ""
+        )
+        raise CatalogFromTheFuture(
+            f"office {names}: updated_at {ahead[0].updated_at.isoformat()} is more than "
+            f"{int(CATALOG_CLOCK_SKEW.total_seconds() // 60)} minutes after {now.isoformat()}; "
+            "check this host's clock (NTP) and load again"
+        )

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from glv_runtime.db import DbConnection
+from glv_scheduler.agenda import OfficerSlot
 from glv_scheduler.assignment import InMemoryBusy, OpenWebinar
 from glv_scheduler.calendar import WEEKDAYS, Closures, Interval, Office, Officer, ServiceType, WeeklyHours
 from glv_scheduler.catalog import Catalog
@@ -692,3 +693,45 @@ async def record_outcome(
     if row is not None:
         await conn.execute("UPDATE request SET status = 'done' WHERE ticket_id = $1", ticket_id)
     return row is not None
+
+
+# -------------------------------------------------------------------- officers
+
+
+async def officer_slots(
+    conn: DbConnection, officer_id: str, ending_after: datetime, starting_before: datetime, limit: int
+) -> list[OfficerSlot]:
+    """The live slots the officer holds that end after `ending_after` and start before
+    `starting_before`, in time order, with the live tickets' codes.
+
+    The officer's bookings are one btree range (booking_officer_start): a booking starts
+    with its slot and no slot lasts a day."""
+    rows = await conn.fetch(
+        "SELECT s.slot_id, s.office_code, o.name AS office_name, o.zone, s.service_code,"
+        "  coalesce(t.name_id, s.service_code) AS service_name, s.kind, s.starts_at, s.ends_at, s.meeting,"
+        "  coalesce((SELECT array_agg(r.ticket_code ORDER BY r.ticket_code) FROM seat"
+        "   JOIN request r USING (ticket_id) WHERE seat.slot_id = s.slot_id AND seat.live), '{}') AS ticket_codes"
+        " FROM booking b JOIN slot s USING (slot_id)"
+        " JOIN office o ON o.office_code = s.office_code"
+        " LEFT JOIN service_type t ON t.service_code = s.service_code"
+        " WHERE b.live AND b.officer_id = $1 AND lower(b.during) >= $2::timestamptz - interval '1 day'"
+        "  AND lower(b.during) < $3 AND s.live AND s.ends_at > $2"
+        " ORDER BY s.starts_at, s.slot_id LIMIT $4",
+        officer_id, ending_after, starting_before, limit,
+    )  # fmt: skip
+    return [
+        OfficerSlot(
+            slot_id=r["slot_id"],
+            office_code=r["office_code"],
+            office_name=r["office_name"],
+            zone=r["zone"],
+            service_code=r["service_code"],
+            service_name=r["service_name"],
+            kind=r["kind"],
+            starts_at=r["starts_at"],
+            ends_at=r["ends_at"],
+            ticket_codes=tuple(r["ticket_codes"]),
+            plan=_slot(r).plan(),
+        )
+        for r in rows
+    ]

@@ -1,42 +1,32 @@
 """The status API portals read: a ticket by id or by code, with its history.
 
-Each portal has its own bearer token and sees only its own tickets; another
-portal's ticket answers 404, exactly like a ticket that does not exist.
+Each portal has its own bearer token (issued by `glv-ticketing portal onboard`,
+stored only as a hash) and sees only its own tickets; another portal's ticket
+answers 404, exactly like a ticket that does not exist. A missing, empty, unknown
+or revoked token answers 401.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
-from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from glv_runtime.tokens import bearer_token, token_hash
 from glv_ticketing import store
 
 
-def portal_for_token(header: str | None, tokens: Mapping[str, SecretStr]) -> str | None:
-    if not header or not header.startswith("Bearer "):
-        return None
-    offered = header.removeprefix("Bearer ").strip().encode()
-    found: str | None = None
-    for portal_id, token in tokens.items():
-        # Compare against every token, in constant time each, whatever matches.
-        if hmac.compare_digest(offered, token.get_secret_value().encode()):
-            found = portal_id
-    return found
-
-
-def status_routes(pool: asyncpg.Pool, tokens: Mapping[str, SecretStr]) -> Sequence[BaseRoute]:
+def status_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
     async def answer(request: Request, *, ticket_id: UUID | None = None, code: str | None = None) -> Response:
-        portal_id = portal_for_token(request.headers.get("authorization"), tokens)
-        if portal_id is None:
-            return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        token = bearer_token(request.headers.get("authorization"))
         async with pool.acquire() as conn:
+            portal_id = await store.portal_for_token(conn, token_hash(token)) if token else None
+            if portal_id is None:
+                return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
             ticket = await store.find_ticket(conn, ticket_id=ticket_id, code=code)
         if ticket is None or ticket["portal_id"] != portal_id:
             return JSONResponse({"error": "not_found"}, status_code=404)

@@ -27,7 +27,7 @@ def build_spec(
         decoder=decode_for_ticketing,
         # No ticket is judged against a catalog ticketing has not read to its end.
         restore_first=[CATALOG],
-        routes=lambda db: status_routes(db.pool, settings.portal_tokens),
+        routes=lambda db: status_routes(db.pool),
     )
 
 

@@ -10,14 +10,14 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from glv_runtime.consumer import Delivery, Inbound, PermanentFailure, check_key, decode, read_envelope
+from glv_runtime.consumer import Delivery, Inbound, PermanentFailure, check_key, check_portal, decode, read_envelope
 from glv_runtime.db import DbConnection
 from glv_runtime.deadletters import DeadLetter
 from glv_runtime.logs import get_logger
@@ -26,6 +26,7 @@ from glv_runtime.router import Router
 from glv_runtime.unit_of_work import UnitOfWork
 from glv_schemas import events as ev
 from glv_schemas.base import Event
+from glv_schemas.topics import PORTAL_TICKETS, PORTAL_UPDATES
 from glv_ticketing import store
 from glv_ticketing.domain import (
     Accept,
@@ -84,14 +85,19 @@ def decode_for_ticketing(delivery: Delivery) -> Inbound:
             ev.TicketFiled.model_validate(raw)
         except ValidationError as exc:
             problems = [(".".join(map(str, e["loc"])) or "<root>", str(e["type"])) for e in exc.errors()[:20]]
-        portal = raw.get("portal_id")
+        # The portal is the topic's, which the broker vouches for; a body may not name another.
+        topic_portal = PORTAL_TICKETS.portal_in(delivery.topic)
+        if topic_portal is None:
+            raise failure from None
+        if "portal_id" in raw:
+            check_portal(topic_portal, raw["portal_id"])
         invalid = InvalidFiling(
             ticket_id=ticket_id,
-            portal_id=portal if isinstance(portal, str) else "",
+            portal_id=topic_portal,
             fingerprint=hashlib.sha256(delivery.value).hexdigest(),
             problems=problems,
         )
-        return Inbound(delivery=delivery, cloud_event=cloud_event, event=invalid)
+        return Inbound(delivery=delivery, cloud_event=cloud_event, event=invalid, portal_id=topic_portal)
 
 
 @dataclass
@@ -122,6 +128,10 @@ class _Acceptance:
         return event_message(
             accepted, source=SOURCE, key=str(filed.ticket_id), traceparent=self.item.cloud_event.traceparent
         )
+
+    def messages(self, now: datetime) -> list[OutboxMessage]:
+        message = self.message(now)
+        return [message, to_portal(message, self.ticket.portal_id)]
 
 
 @dataclass
@@ -164,6 +174,8 @@ class TicketingUseCase:
             ev.SessionMissed,
             ev.RecordingArchived,
             ev.ArchiveFailed,
+            ev.NotificationSent,
+            ev.NotificationFailed,
         )(self.track)
         return router
 
@@ -182,11 +194,15 @@ class TicketingUseCase:
         await store.add_history(
             uow.conn, [h.history_entry(now) if isinstance(h, _Acceptance) else h for h in state.history]
         )
-        uow.publish_messages([m.message(now) if isinstance(m, _Acceptance) else m for m in state.outbox])
+        uow.publish_messages([m for entry in state.outbox for m in _messages(entry, now)])
 
     async def apply_catalog_entry(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
         entry = item.event
         assert isinstance(entry, ev.OfficeCatalogUpdated)
+        if entry.is_from_the_future(state.now):
+            # Applied, it could never be replaced by a correct entry (the latest updated_at wins).
+            log.warning("catalog entry from the future ignored", office_code=entry.office_code)
+            return
         state.offices[entry.office_code] = await store.upsert_office(uow.conn, entry)
         log.info("catalog entry applied", office_code=entry.office_code)
 
@@ -382,6 +398,13 @@ class TicketingUseCase:
         self._history(
             state, item, key, transition.entry, ticket.status, item.cloud_event.time, detail=transition.detail
         )
+        # The portal hears of it as it was published (same id, headers and body), on its own topic.
+        delivery = item.delivery
+        state.outbox.append(
+            to_portal(
+                OutboxMessage(delivery.topic, delivery.key, list(delivery.headers), delivery.value), ticket.portal_id
+            )
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -403,9 +426,22 @@ class TicketingUseCase:
 
     @staticmethod
     def _publish(state: _BatchState, item: Inbound, event: Event) -> None:
-        state.outbox.append(
-            event_message(event, source=SOURCE, key=str(event.ticket_id), traceparent=item.cloud_event.traceparent)
+        """A decision on what a portal filed: on ticketing's topic, and to that portal."""
+        message = event_message(
+            event, source=SOURCE, key=str(event.ticket_id), traceparent=item.cloud_event.traceparent
         )
+        state.outbox.append(message)
+        assert item.portal_id is not None, "decisions answer records from a portal's own topic"
+        state.outbox.append(to_portal(message, item.portal_id))
+
+
+def to_portal(message: OutboxMessage, portal_id: str) -> OutboxMessage:
+    """The same record, bound for the portal's own updates topic."""
+    return replace(message, topic=PORTAL_UPDATES.for_portal(portal_id))
+
+
+def _messages(entry: OutboxMessage | _Acceptance, now: datetime) -> list[OutboxMessage]:
+    return entry.messages(now) if isinstance(entry, _Acceptance) else [entry]
 
 
 def lifecycle_transition(event: BaseModel, current: Status) -> Transition:
@@ -434,4 +470,12 @@ def lifecycle_transition(event: BaseModel, current: Status) -> Transition:
             return Transition("archived", Status.ARCHIVED)
         case ev.ArchiveFailed():
             return Transition("archive_failed", None, {"reason": event.reason})
+        case ev.NotificationSent():
+            return Transition("notified", None, {"purpose": event.purpose, "channel": event.channel})
+        case ev.NotificationFailed():
+            return Transition(
+                "notification_failed",
+                None,
+                {"purpose": event.purpose, "channel": event.channel, "reason": event.reason},
+            )
     raise PermanentFailure("unexpected_type", f"ticketing does not handle {type(event).__name__}")

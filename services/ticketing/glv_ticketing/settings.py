@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from glv_runtime.settings import ServiceSettings
@@ -14,5 +14,4 @@ class TicketingSettings(ServiceSettings):
     service_name: str = "ticketing"
     database_url: SecretStr = SecretStr("postgresql://glv_ticketing:glv_ticketing@127.0.0.1:55432/glv_ticketing")
     http_port: int = 8081
-    # portal id -> bearer token, e.g. GLV_TICKETING_PORTAL_TOKENS='{"sim-portal": "..."}'.
-    portal_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    # Portals' status-API tokens live in the database (`glv-ticketing portal onboard`).

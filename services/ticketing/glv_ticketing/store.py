@@ -174,3 +174,47 @@ async def find_ticket(
             for h in history
         ],
     }
+
+
+# ---------------------------------------------------------------- portals
+
+
+async def portal_for_token(conn: DbConnection, token_hash: bytes) -> str | None:
+    """The onboarded, not revoked portal whose status token hashes to this."""
+    portal_id: str | None = await conn.fetchval(
+        "SELECT portal_id FROM portal WHERE token_hash = $1 AND revoked_at IS NULL", token_hash
+    )
+    return portal_id
+
+
+async def portal_token_state(conn: DbConnection, portal_id: str) -> str:
+    """'missing', 'active' or 'revoked'."""
+    revoked: bool | None = await conn.fetchval(
+        "SELECT revoked_at IS NOT NULL FROM portal WHERE portal_id = $1 FOR UPDATE", portal_id
+    )
+    return "missing" if revoked is None else "revoked" if revoked else "active"
+
+
+async def set_portal_token(conn: DbConnection, portal_id: str, token_hash: bytes, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO portal (portal_id, token_hash, onboarded_at, token_issued_at) VALUES ($1, $2, $3, $3)"
+        " ON CONFLICT (portal_id) DO UPDATE SET token_hash = EXCLUDED.token_hash,"
+        "  token_issued_at = EXCLUDED.token_issued_at, revoked_at = NULL",
+        portal_id,
+        token_hash,
+        now,
+    )
+
+
+async def revoke_portal(conn: DbConnection, portal_id: str, now: datetime) -> bool:
+    status: str = await conn.execute(
+        "UPDATE portal SET revoked_at = $2 WHERE portal_id = $1 AND revoked_at IS NULL", portal_id, now
+    )
+    return status.endswith(" 1")
+
+
+async def list_portals(conn: DbConnection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT portal_id, onboarded_at, token_issued_at, revoked_at FROM portal ORDER BY portal_id"
+    )
+    return [dict(r) for r in rows]
