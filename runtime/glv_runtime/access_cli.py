@@ -11,7 +11,7 @@ import json
 import sys
 
 from glv_runtime.kafka_admin import KafkaAdmin
-from glv_runtime.logs import configure_logging
+from glv_runtime.logs import configure_cli_logging
 from glv_runtime.onboarding import AdminSettings, ensure_service_access
 from glv_schemas.topics import SERVICES
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = AdminSettings()
-    configure_logging("glv-kafka-access", settings.log_level)
+    configure_cli_logging("glv-kafka-access", settings.log_level)
     admin = KafkaAdmin(settings)
     if args.command == "service":
         access = ensure_service_access(admin, args.name, prefix=settings.topic_prefix, rotate=args.rotate_password)

@@ -14,6 +14,7 @@ from typing import Any
 from faststream.security import BaseSecurity, SASLScram512
 
 from glv_runtime.logs import get_logger
+from glv_runtime.secrets import InsecureSecret, check_secret, env_name
 from glv_runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -29,10 +30,17 @@ def check_transport(settings: ServiceSettings) -> None:
     """Refuse to start on a transport the environment does not allow, or on half a config."""
     problems: list[str] = []
     if settings.kafka_security_protocol == "SASL_SSL":
-        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
-            problems.append("SASL_SSL needs the service's user and password (KAFKA_SASL_USERNAME/PASSWORD)")
-        elif not settings.kafka_sasl_password.get_secret_value():
-            problems.append("the Kafka password is empty")
+        if not settings.kafka_sasl_username:
+            problems.append(f"SASL_SSL needs the service's Kafka user ({env_name(settings, 'kafka_sasl_username')})")
+        password_name = env_name(settings, "kafka_sasl_password")
+        if settings.kafka_sasl_password is None or not settings.kafka_sasl_password.get_secret_value():
+            # Even in development: an ephemeral password could not match the broker's.
+            problems.append(f"SASL_SSL needs the service's Kafka password ({password_name})")
+        else:
+            try:
+                check_secret(password_name, settings.kafka_sasl_password, settings.environment)
+            except InsecureSecret as exc:
+                problems.append(str(exc))
     if settings.database_ssl_mode == "verify-full" and not settings.database_ssl_root_cert:
         problems.append("verify-full needs GLV_DATABASE_SSL_ROOT_CERT (the CA that signed the server's certificate)")
     plaintext = [
@@ -49,7 +57,8 @@ def check_transport(settings: ServiceSettings) -> None:
         else:
             problems.append(
                 "production refuses plaintext to " + " and ".join(plaintext) + "; set SASL_SSL and verify-full, "
-                "or ALLOW_PLAINTEXT_TRANSPORT=true where the network itself encrypts and authenticates"
+                f"or {env_name(settings, 'allow_plaintext_transport')}=true where the network itself encrypts "
+                "and authenticates"
             )
     if problems:
         raise TransportError("; ".join(problems))

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 
-from glv_runtime.logs import configure_logging
+from glv_runtime.logs import configure_cli_logging
 from glv_runtime.onboarding import AdminSettings
 from glv_ticketing import portals
 from glv_ticketing.app import main as run_service
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         run_service()
         return 0
     settings = TicketingSettings()
-    configure_logging("glv-ticketing", settings.log_level)
+    configure_cli_logging("glv-ticketing", settings.log_level)
     if args.action == "onboard":
         onboarded = asyncio.run(
             portals.onboard(
