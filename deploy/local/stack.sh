@@ -697,6 +697,9 @@ cmd_status() {
 
 cmd_env() {
   local svc
+  # The local stack is a development setup: services accept its plaintext listener and
+  # make ephemeral secrets where none are set (production refuses both).
+  echo "export GLV_ENVIRONMENT=development"
   echo "export KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT"
   for svc in "${SERVICES[@]}" test; do
     echo "export GLV_${svc^^}_DATABASE_URL=postgresql://glv_$svc:glv_$svc@$HOST:$PG_PORT/glv_$svc"

@@ -83,8 +83,10 @@ def service_grants(service: str, prefix: str = "") -> list[Grant]:
                 prefix + dead_letters.name,
                 {Operation.WRITE, Operation.READ, Operation.DESCRIBE, Operation.CREATE},
             )
-    # Its consumer groups (glv-<service>, and any suffixed variant an operator configures).
-    grants.append(Grant(principal(user), Resource.GROUP, f"glv-{service}", Operation.READ, prefixed=True))
+    # Its consumer group glv-<service>, and glv-<service>.<anything> for an operator's variants
+    # (the dot keeps glv-ticketing's grant from covering a group named glv-ticketing2).
+    grants.append(Grant(principal(user), Resource.GROUP, f"glv-{service}", Operation.READ))
+    grants.append(Grant(principal(user), Resource.GROUP, f"glv-{service}.", Operation.READ, prefixed=True))
     return sorted(grants)
 
 
@@ -111,8 +113,10 @@ def portal_grants(portal_id: str, prefix: str = "") -> list[Grant]:
         for service in topic.producers:
             if service != "portals":
                 grants += _topic_grants(service_user(service), name, {Operation.WRITE, Operation.DESCRIBE})
-    # A portal's consumer groups must be named portal-<id>...: no other portal's can be joined.
-    grants.append(Grant(principal(user), Resource.GROUP, user, Operation.READ, prefixed=True))
+    # A portal's consumer groups are portal-<id> or portal-<id>.<anything>: with the dot, portal
+    # "lelang" cannot join the groups of portal "lelang-2" (a bare prefix would match them).
+    grants.append(Grant(principal(user), Resource.GROUP, user, Operation.READ))
+    grants.append(Grant(principal(user), Resource.GROUP, f"{user}.", Operation.READ, prefixed=True))
     return sorted(grants)
 
 

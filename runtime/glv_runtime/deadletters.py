@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from glv_runtime.db import DbConnection
 from glv_runtime.logs import configure_cli_logging, get_logger, redact_text
 from glv_runtime.outbox import OutboxMessage, write_outbox
+from glv_runtime.settings import ServiceSettings
+from glv_runtime.transport import check_transport
 from glv_schemas import Topic, dead_letter_topic
 from glv_schemas.topics import (
     DEAD_LETTER_TOPICS,
@@ -44,7 +46,6 @@ from glv_schemas.topics import (
 
 if TYPE_CHECKING:
     from glv_runtime.consumer import Delivery
-    from glv_runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -559,12 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.intake and args.service not in PORTAL_TICKETS.consumers:
         parser.error(f"{args.service} reads no portal intake topic: it has no intake dead-letter topic")
-    from glv_runtime.settings import ServiceSettings
-
     settings = ServiceSettings()
     configure_cli_logging("glv-deadletters", "WARNING")
     if args.bootstrap:
         settings = settings.model_copy(update={"kafka_bootstrap_servers": args.bootstrap})
+    check_transport(settings)
     prefix = args.prefix if args.prefix is not None else settings.topic_prefix
     topic = prefix + dead_letter_topic_of(args.service, intake=args.intake).name
     if args.command == "list":

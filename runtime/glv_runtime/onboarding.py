@@ -28,7 +28,9 @@ from glv_schemas.topics import PORTAL_TOPICS
 class AdminSettings(ServiceSettings):
     """The administrator's connection: GLV_ADMIN_KAFKA_SASL_USERNAME / _PASSWORD (a Kafka
     super user), with the shared KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL and
-    KAFKA_SSL_CAFILE. GLV_ADMIN_TOPIC_PREFIX, _TOPIC_PARTITIONS, _TOPIC_REPLICATION as for services."""
+    KAFKA_SSL_CAFILE. Topic names: `glv-kafka-access` uses GLV_ADMIN_TOPIC_PREFIX; portal
+    onboarding (`glv-ticketing portal`) uses ticketing's own prefix, partitions and replication,
+    since ticketing reads and writes those topics."""
 
     model_config = SettingsConfigDict(env_prefix="GLV_ADMIN_", extra="ignore")
 

@@ -49,7 +49,7 @@ class Stakeholder(Model):
 
 
 class TicketFiled(Event):
-    """A portal files a service request (topic glv.portal.tickets)."""
+    """A portal files a service request (on its own topic glv.portal.{portal_id}.tickets)."""
 
     event_name = "TicketFiled"
 

@@ -27,7 +27,14 @@ import yaml
 
 from glv_schemas.envelope import CONTENT_TYPE, REQUIRED_HEADERS, SPEC_VERSION
 from glv_schemas.events import ALL_EVENTS, EventModel
-from glv_schemas.topics import ALL_TOPICS, Topic
+from glv_schemas.topics import (
+    DEAD_LETTER_TOPICS,
+    EVENT_TOPICS,
+    PORTAL_ID_PATTERN,
+    PORTAL_PLACEHOLDER,
+    PORTAL_TICKETS,
+    Topic,
+)
 
 JsonObject = dict[str, Any]
 
@@ -44,6 +51,7 @@ SCHEMA_ID_PREFIX = "urn:glv:schema:"
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
 LOCAL_BOOTSTRAP = "127.0.0.1:59092"
+LOCAL_SECURE_BOOTSTRAP = "127.0.0.1:59094"
 REGENERATE_COMMAND = "python -m glv_schemas.generate"
 
 # CloudEvents 1.0, Kafka protocol binding, binary content mode: attribute -> header.
@@ -96,7 +104,9 @@ CLOUDEVENT_HEADERS: dict[str, JsonObject] = {
 }
 
 # What a service adds when it gives up on a message and moves it to its dead-letter
-# topic; the message's own key, value and headers are kept as they were.
+# topic; the message's own key, value and headers are kept as they were. The names are
+# glv_runtime.deadletters' (a contract test compares them); the first eight are on every
+# dead letter, the others only where they say so.
 DEAD_LETTER_HEADERS: dict[str, JsonObject] = {
     "x-dlq-original-topic": {"type": "string", "description": "The topic the message was consumed from."},
     "x-dlq-original-partition": {
@@ -124,7 +134,69 @@ DEAD_LETTER_HEADERS: dict[str, JsonObject] = {
         "pattern": r"^[0-9]+$",
         "description": "How many times it was tried, in decimal.",
     },
+    "x-dlq-no-key": {
+        "type": "string",
+        "const": "true",
+        "description": "The record had neither key nor value; the dead letter's key is the placeholder glv-dlq:no-key.",
+    },
+    "x-dlq-truncated": {
+        "type": "string",
+        "const": "true",
+        "description": (
+            "The value was cut to its first 512 KiB, the key to 1 KiB, or original headers beyond 64 KiB were "
+            "dropped: not the original record, so it is not replayed."
+        ),
+    },
+    "x-dlq-original-length": {
+        "type": "string",
+        "pattern": r"^[0-9]+$",
+        "description": "The original value's length in bytes, when it was cut.",
+    },
+    "x-dlq-original-sha256": {
+        "type": "string",
+        "pattern": r"^[0-9a-f]{64}$",
+        "description": "Hex SHA-256 of the original value, when it was cut.",
+    },
+    "x-dlq-replayed-from-topic": {
+        "type": "string",
+        "description": (
+            "On a record put back by `glv-deadletters replay`, and on the dead letter of such a record that "
+            "failed again: the dead-letter topic (with its prefix) holding the copy it came from."
+        ),
+    },
+    "x-dlq-replayed-from-partition": {
+        "type": "string",
+        "pattern": r"^[0-9]+$",
+        "description": "With x-dlq-replayed-from-topic: the copy's partition, in decimal.",
+    },
+    "x-dlq-replayed-from-offset": {
+        "type": "string",
+        "pattern": r"^[0-9]+$",
+        "description": "With x-dlq-replayed-from-topic: the copy's offset, in decimal.",
+    },
+    "x-dlq-reference-only": {
+        "type": "string",
+        "const": "true",
+        "description": (
+            "The dead letter of a replay that failed again: no value, and of the record's own headers only the "
+            "CloudEvents attributes and traceparent; x-dlq-replayed-from-* say where the copy is."
+        ),
+    },
 }
+# On every dead letter.
+DEAD_LETTER_REQUIRED_HEADERS: tuple[str, ...] = (
+    "x-dlq-original-topic",
+    "x-dlq-original-partition",
+    "x-dlq-original-offset",
+    "x-dlq-error",
+    "x-dlq-error-code",
+    "x-dlq-service",
+    "x-dlq-failed-at",
+    "x-dlq-attempts",
+)
+# Every topic (or per-portal family of topics) the AsyncAPI document describes.
+DOCUMENTED_TOPICS: tuple[Topic, ...] = EVENT_TOPICS + DEAD_LETTER_TOPICS
+PORTAL_PARAMETER = PORTAL_PLACEHOLDER.strip("{}")
 
 
 # ---------------------------------------------------------------- JSON Schema
@@ -205,7 +277,7 @@ def _component_schemas() -> dict[str, JsonObject]:
             "Added by the service that dead-lettered the message; the message's own headers "
             "(ce_*, traceparent) are kept beside them. UTF-8 values."
         ),
-        "required": list(DEAD_LETTER_HEADERS),
+        "required": list(DEAD_LETTER_REQUIRED_HEADERS),
         "properties": copy.deepcopy(DEAD_LETTER_HEADERS),
     }
     return {name: _sorted(schema) for name, schema in components.items()}
@@ -259,12 +331,52 @@ def _message(model: EventModel, topic: Topic) -> JsonObject:
     return message
 
 
+def _portal_parameter(topic: Topic) -> JsonObject:
+    """The `{portal_id}` of a per-portal channel's address (AsyncAPI 3 has no schema for it)."""
+    parameter: JsonObject = {
+        "description": (
+            f"The portal's id, as onboarded (`glv-ticketing portal onboard ID`): it matches {PORTAL_ID_PATTERN} "
+            "(lower-case letters, digits and dashes). The portal's Kafka user is portal-<portal_id>; the broker's "
+            "ACLs let only that user " + ("write this topic." if "portals" in topic.producers else "read this topic.")
+        ),
+        "examples": ["portal-lelang"],
+    }
+    if topic is PORTAL_TICKETS:
+        # The body names the same portal as the topic, or the record is dead-lettered (portal_mismatch).
+        parameter["location"] = "$message.payload#/portal_id"
+    return parameter
+
+
+def _channel(topic: Topic, messages: JsonObject) -> JsonObject:
+    description = (
+        f"{topic.description} Key: {topic.key.replace('_', ' ')}. Produced by {', '.join(topic.producers)}; "
+        f"consumed by {', '.join(topic.consumers)}."
+    )
+    kafka: JsonObject = {
+        "partitions": topic.partitions,
+        "topicConfiguration": _topic_configuration(topic),
+        "bindingVersion": KAFKA_BINDING_VERSION,
+    }
+    channel: JsonObject = {"address": topic.name, "title": topic.name}
+    if topic.per_portal:
+        description += (
+            " One topic per onboarded portal: the address's {portal_id} is the portal's id, e.g. "
+            f"{topic.for_portal('portal-lelang')}."
+        )
+        channel |= {"description": description, "parameters": {PORTAL_PARAMETER: _portal_parameter(topic)}}
+    else:
+        channel["description"] = description
+        kafka = {"topic": topic.name, **kafka}
+    channel |= {"messages": messages, "bindings": {"kafka": kafka}}
+    return channel
+
+
 def asyncapi_document() -> JsonObject:
     """An AsyncAPI 3.0 document of every topic in the registry, from the system's point of view."""
     channels: JsonObject = {}
     operations: JsonObject = {}
     messages: JsonObject = {}
-    for topic in ALL_TOPICS:
+    for topic in DOCUMENTED_TOPICS:
         if topic.events:
             channel_messages = {m.event_type(): _ref("components", "messages", m.event_type()) for m in topic.events}
             for model in topic.events:
@@ -274,28 +386,20 @@ def asyncapi_document() -> JsonObject:
             messages["DeadLetter"] = {
                 "name": "DeadLetter",
                 "title": "Dead letter",
-                "summary": "A message a service could not decode or apply, as it was, with the reason in headers.",
+                "summary": (
+                    "A message a service could not decode or apply, as it was (or, after a replay failed again, "
+                    "a reference to the first copy), with the reason in headers."
+                ),
                 "headers": _ref("components", "schemas", "DeadLetterHeaders"),
-                "payload": {"description": "The original Kafka value, byte for byte (it may not be valid JSON)."},
+                "payload": {
+                    "description": (
+                        "The original Kafka value, byte for byte (it may not be valid JSON); its first 512 KiB "
+                        "with x-dlq-truncated; none with x-dlq-reference-only."
+                    )
+                },
                 "bindings": {"kafka": {"key": _key_schema(topic), "bindingVersion": KAFKA_BINDING_VERSION}},
             }
-        channels[topic.name] = {
-            "address": topic.name,
-            "title": topic.name,
-            "description": (
-                f"{topic.description} Key: {topic.key.replace('_', ' ')}. Produced by {', '.join(topic.producers)}; "
-                f"consumed by {', '.join(topic.consumers)}."
-            ),
-            "messages": channel_messages,
-            "bindings": {
-                "kafka": {
-                    "topic": topic.name,
-                    "partitions": topic.partitions,
-                    "topicConfiguration": _topic_configuration(topic),
-                    "bindingVersion": KAFKA_BINDING_VERSION,
-                }
-            },
-        }
+        channels[topic.name] = _channel(topic, channel_messages)
         for action, parties in (("send", topic.producers), ("receive", topic.consumers)):
             for party in parties:
                 operations[f"{_party_id(party)}.{action}.{topic.name}"] = {
@@ -314,7 +418,10 @@ def asyncapi_document() -> JsonObject:
                 "Events exchanged by the GLV (Gerai Layanan Virtual) services and upstream portals over "
                 "Apache Kafka. Every message is a CloudEvent in the Kafka binding, binary content mode: "
                 "attributes in ce_* headers, the event data as the JSON value, the ticket id as the key (the office "
-                "code on glv.catalog). "
+                "code on glv.catalog). Each portal writes only its own intake topic glv.portal.{portal_id}.tickets "
+                "and reads only its own updates topic glv.portal.{portal_id}.updates, where ticketing forwards "
+                "every event about the portal's tickets with its id and headers unchanged; the service topics are "
+                "GLV's alone. "
                 f"Generated from the glv_schemas models by `{REGENERATE_COMMAND}`; do not edit by hand."
             ),
         },
@@ -323,12 +430,36 @@ def asyncapi_document() -> JsonObject:
             "local": {
                 "host": LOCAL_BOOTSTRAP,
                 "protocol": "kafka",
-                "description": "The local stack (deploy/local). Elsewhere, KAFKA_BOOTSTRAP_SERVERS says where.",
-            }
+                "description": (
+                    "The local stack's plain listener (deploy/local; make demo), no authentication. Elsewhere, "
+                    "KAFKA_BOOTSTRAP_SERVERS says where."
+                ),
+            },
+            "local-secure": {
+                "host": LOCAL_SECURE_BOOTSTRAP,
+                "protocol": "kafka-secure",
+                "description": (
+                    "The local stack's secure broker (deploy/local/stack.sh start --secure): TLS with the local CA, "
+                    "SASL SCRAM-SHA-512, ACLs enforced, as in production."
+                ),
+                "security": [_ref("components", "securitySchemes", "scramSha512")],
+            },
         },
         "channels": channels,
         "operations": operations,
-        "components": {"schemas": _component_schemas(), "messages": messages},
+        "components": {
+            "schemas": _component_schemas(),
+            "messages": messages,
+            "securitySchemes": {
+                "scramSha512": {
+                    "type": "scramSha512",
+                    "description": (
+                        "SASL SCRAM-SHA-512 over TLS (SASL_SSL). Each GLV service has its user glv-<service>, each "
+                        "portal portal-<portal_id>; the broker's ACLs say what each may read and write."
+                    ),
+                }
+            },
+        },
     }
 
 

@@ -21,11 +21,15 @@ from glv_schemas.envelope import (
 from glv_schemas.events import ALL_EVENTS, EventModel, TicketFiled
 from glv_schemas.topics import (
     ALL_TOPICS,
+    CATALOG,
     DEAD_LETTER_TOPICS,
     EVENT_TOPICS,
+    PORTAL_TICKETS,
+    PORTAL_UPDATES,
     SERVICES,
     consumed_by,
     dead_letter_topic,
+    intake_dead_letter_topic,
     topic_of,
 )
 
@@ -135,10 +139,15 @@ def test_every_event_type_is_dispatchable(model: EventModel) -> None:
 
 
 def test_every_event_type_is_on_exactly_one_topic() -> None:
-    counts = Counter(model for topic in ALL_TOPICS for model in topic.events)
+    # Where it is first published; a portal's updates topic carries copies (forwarded by ticketing).
+    counts = Counter(model for topic in EVENT_TOPICS if topic is not PORTAL_UPDATES for model in topic.events)
     assert {model.event_type(): counts[model] for model in ALL_EVENTS} == {m.event_type(): 1 for m in ALL_EVENTS}
     for model in ALL_EVENTS:
         assert model in topic_of(model).events
+    # Everything a portal may hear of its tickets, and nothing it filed itself or the catalog.
+    assert set(PORTAL_UPDATES.events) == {
+        m for t in EVENT_TOPICS if t not in (PORTAL_TICKETS, CATALOG, PORTAL_UPDATES) for m in t.events
+    }
 
 
 def test_every_topic_name_is_unique() -> None:
@@ -159,15 +168,20 @@ def test_every_topic_key_is_a_field_of_its_events() -> None:
             assert topic.key in model.model_fields, f"{model.event_type()} on {topic.name} has no {topic.key}"
 
 
-def test_one_dead_letter_topic_per_service() -> None:
-    assert [t.name for t in DEAD_LETTER_TOPICS] == [f"glv.dlq.{s}" for s in SERVICES]
+def test_one_dead_letter_topic_per_service_and_one_for_intake_per_intake_reader() -> None:
+    intake_readers = [s for s in SERVICES if s in PORTAL_TICKETS.consumers]
+    assert [t.name for t in DEAD_LETTER_TOPICS] == [f"glv.dlq.{s}" for s in SERVICES] + [
+        f"glv.dlq.{s}.intake" for s in intake_readers
+    ]
     for service in SERVICES:
         topic = dead_letter_topic(service)
         assert topic in ALL_TOPICS
         assert topic.events == () and topic.producers == (service,)
+    for service in intake_readers:
+        assert intake_dead_letter_topic(service) in ALL_TOPICS
     names = {t.name for t in ALL_TOPICS}
     assert not any(t.name.startswith("glv.dlq.") for t in EVENT_TOPICS)
-    assert len([n for n in names if n.startswith("glv.dlq.")]) == len(SERVICES)
+    assert len([n for n in names if n.startswith("glv.dlq.")]) == len(SERVICES) + len(intake_readers)
 
 
 def test_every_service_consumes_something_and_every_consumer_is_known() -> None:

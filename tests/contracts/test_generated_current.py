@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
+from glv_runtime.deadletters import DLQ_HEADERS
 from glv_schemas.events import ALL_EVENTS
 from glv_schemas.generate import (
     ASYNCAPI_FILE,
     CLOUDEVENT_HEADERS,
     DEAD_LETTER_HEADERS,
+    DEAD_LETTER_REQUIRED_HEADERS,
+    DOCUMENTED_TOPICS,
     REGENERATE_COMMAND,
     check,
     freeze,
@@ -25,7 +28,7 @@ from glv_schemas.generate import (
     snapshot_path,
     write,
 )
-from glv_schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS
+from glv_schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, PORTAL_TICKETS, PORTAL_TOPICS
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -123,16 +126,30 @@ def test_asyncapi_describes_every_topic_event_and_party() -> None:
     document = _asyncapi()
     assert document["asyncapi"].startswith("3.0")
     channels = document["channels"]
-    assert {c["address"] for c in channels.values()} == {t.name for t in ALL_TOPICS}
+    assert {c["address"] for c in channels.values()} == {t.name for t in ALL_TOPICS + PORTAL_TOPICS}
+    assert sorted(t.name for t in DOCUMENTED_TOPICS) == sorted(t.name for t in ALL_TOPICS + PORTAL_TOPICS)
     assert {m.event_type() for m in ALL_EVENTS} <= set(document["components"]["messages"])
     operations = document["operations"].values()
-    for topic in ALL_TOPICS:
+    for topic in DOCUMENTED_TOPICS:
         channel = channels[topic.name]
         assert channel["bindings"]["kafka"]["partitions"] == topic.partitions
         assert set(channel["messages"]) == ({m.event_type() for m in topic.events} or {"DeadLetter"})
         on_topic = [op for op in operations if op["channel"]["$ref"] == f"#/channels/{topic.name}"]
         assert sum(op["action"] == "send" for op in on_topic) == len(topic.producers)
         assert sum(op["action"] == "receive" for op in on_topic) == len(topic.consumers)
+
+
+def test_asyncapi_per_portal_channels_have_the_portal_as_an_address_parameter() -> None:
+    channels = _asyncapi()["channels"]
+    for topic in PORTAL_TOPICS:
+        channel = channels[topic.name]
+        assert "{portal_id}" in channel["address"]
+        assert set(channel["parameters"]) == {"portal_id"}
+        assert "topic" not in channel["bindings"]["kafka"]  # no one concrete topic
+    # What a portal files names the topic's portal: the parameter's value is in the body.
+    assert channels[PORTAL_TICKETS.name]["parameters"]["portal_id"]["location"] == "$message.payload#/portal_id"
+    for topic in ALL_TOPICS:
+        assert "parameters" not in channels[topic.name]
 
 
 def test_asyncapi_messages_carry_cloudevents_headers_and_the_key() -> None:
@@ -158,9 +175,11 @@ def test_asyncapi_messages_carry_cloudevents_headers_and_the_key() -> None:
 def test_asyncapi_dead_letter_topics_carry_their_headers() -> None:
     document = _asyncapi()
     headers = document["components"]["schemas"]["DeadLetterHeaders"]
+    # Every header the runtime writes is described; these eight are on every dead letter.
+    assert set(headers["properties"]) == set(DEAD_LETTER_HEADERS) == set(DLQ_HEADERS)
     assert (
         set(headers["required"])
-        == set(DEAD_LETTER_HEADERS)
+        == set(DEAD_LETTER_REQUIRED_HEADERS)
         == {
             "x-dlq-original-topic",
             "x-dlq-original-partition",
@@ -184,7 +203,7 @@ EVENTS_DOC = SCHEMAS_DIR.parent / "docs" / "events.md"
 
 def test_events_doc_names_every_topic_event_type_and_header() -> None:
     doc = EVENTS_DOC.read_text(encoding="utf-8")
-    names = [t.name for t in ALL_TOPICS] + [m.event_type() for m in ALL_EVENTS]
+    names = [t.name for t in ALL_TOPICS + PORTAL_TOPICS] + [m.event_type() for m in ALL_EVENTS]
     names += list(CLOUDEVENT_HEADERS) + list(DEAD_LETTER_HEADERS)
     missing = [name for name in names if f"`{name}`" not in doc]
     assert not missing, f"docs/events.md does not mention {missing}"

@@ -40,8 +40,19 @@ def test_a_portal_writes_only_its_intake_and_reads_only_its_updates(mine: str, o
     }
     if other != mine:
         assert not any(f".{other}." in g.name for g in grants)
-    groups = [g for g in grants if g.resource is Resource.GROUP]
-    assert [(g.name, g.prefixed, g.principal) for g in groups] == [(f"portal-{mine}", True, f"User:portal-{mine}")]
+    groups = {(g.name, g.prefixed, g.principal) for g in grants if g.resource is Resource.GROUP}
+    user = f"User:portal-{mine}"
+    assert groups == {(f"portal-{mine}", False, user), (f"portal-{mine}.", True, user)}
+
+
+def test_a_portals_group_grant_does_not_cover_another_portal_whose_id_extends_it() -> None:
+    covered = [
+        g.name
+        for g in portal_grants("lelang")
+        if g.resource is Resource.GROUP
+        and ("portal-lelang-2.readers" == g.name or (g.prefixed and "portal-lelang-2.readers".startswith(g.name)))
+    ]
+    assert covered == []
 
 
 def test_the_services_get_what_the_registry_says_on_a_portals_topics() -> None:

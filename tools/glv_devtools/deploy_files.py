@@ -12,7 +12,13 @@ settings every service has. Generated, under deploy/:
     compose/compose.yaml, compose/initdb/10-glv.sql
     k8s/kustomization.yaml, namespace.yaml, configmap.yaml, secret.example.yaml,
     k8s/<name>-deployment.yaml, <name>-service.yaml, <name>-pdb.yaml per service,
-    k8s/catalog-job.yaml (for the service that loads the catalog)
+    k8s/catalog-job.yaml (for the service that loads the catalog),
+    k8s/admin-pod.example.yaml (a short-lived pod for the onboarding commands)
+
+Compose is a development stack (GLV_ENVIRONMENT=development: plaintext Kafka and
+PostgreSQL, a missing secret replaced by an ephemeral one); Kubernetes is production
+(SASL_SSL with each service's own Kafka user, verify-full TLS to PostgreSQL against a
+mounted CA, every secret from a Secret, refused when weak).
 
 `--check` also checks the registry against the repository: one services/<name>/ with a
 pyproject.toml per registered service and the reverse, each service among the planned
@@ -42,6 +48,13 @@ COMPOSE_DIR = "deploy/compose"
 K8S_DIR = "deploy/k8s"
 ENV_EXAMPLE = f"{COMPOSE_DIR}/.env.example"
 CATALOG_IN_CONTAINER = "/catalog/catalog.yaml"
+# The image kustomization.yaml sets (and the admin pod, which is not part of it, names).
+IMAGE_NAME = "registry.example.org/glv/glv-services"
+IMAGE_TAG = "1.0.0"
+# Kubernetes: where ConfigMap glv-ca (the CAs of Kafka's and PostgreSQL's server certificates) is mounted.
+CA_DIR = "/etc/glv/tls"
+KAFKA_CA_FILE = "kafka-ca.crt"
+POSTGRES_CA_FILE = "postgres-ca.crt"
 
 YAML_HEADER = (
     "# Generated from the service registry (glv_schemas.topics) by `make deploy-files`;\n"
@@ -55,11 +68,17 @@ class Setting:
     """A GLV_<NAME>_<key> setting beyond those every service has."""
 
     key: str
-    # Non-secret: the value in the Kubernetes ConfigMap and compose's default.
-    # Secret: the placeholder in k8s/secret.example.yaml.
+    # Non-secret: the value in the Kubernetes ConfigMap (and compose's default, unless
+    # compose_value says otherwise). Secret: the placeholder in k8s/secret.example.yaml.
     value: str
-    # Secrets come from the per-service Secret (Kubernetes) and must be set in .env (compose).
+    # Secrets come from the per-service Secret (Kubernetes) and must be set in .env
+    # (compose), unless compose_value gives compose a default.
     secret: bool = False
+    # Compose's default (compose runs in development mode): for a secret, the value used
+    # when .env does not set it, which makes it optional there.
+    compose_value: str | None = None
+    # Kubernetes: the Secret may leave this key out (secretKeyRef optional).
+    optional: bool = False
     # Secrets: what compose's error names when the variable is not set ("set the ...").
     what: str = ""
     # Comments above the setting, where it appears.
@@ -83,14 +102,22 @@ class Extras:
 
 EXTRAS: dict[str, Extras] = {
     "ticketing": Extras(
-        settings=(
-            Setting(
-                "PORTAL_TOKENS",
-                '{"sim-portal": "CHANGE-ME"}',
-                secret=True,
-                what="the portal tokens",
-                secret_comment="JSON object: portal id -> bearer token for the ticket status API.",
-            ),
+        deployment_comment=(
+            "Ticketing: reads every onboarded portal's intake topic (glv.portal.<portal>.tickets, by\n"
+            "pattern), decides, tracks each ticket, forwards what concerns a portal to its updates topic\n"
+            "(glv.portal.<portal>.updates) and answers the portals' status API on 8081. Portals are\n"
+            "onboarded with `glv-ticketing portal onboard ID` (admin-pod.example.yaml, README.md)."
+        ),
+        service_comment=(
+            "The portals' status API (GET /v1/tickets/{id} and /v1/tickets/by-code/{code}, with the\n"
+            "Bearer token `glv-ticketing portal onboard` issued) plus /healthz, /readyz and /metrics.\n"
+            "Expose only /v1/tickets/ to portals (Ingress or Gateway with TLS, not included here)."
+        ),
+        compose_comment=(
+            "Portals are onboarded in the ticketing container: their topics and status token (compose's\n"
+            "Kafka has no users or ACLs), printed once as JSON, e.g.\n"
+            "  docker compose -f deploy/compose/compose.yaml exec ticketing \\\n"
+            "    glv-ticketing portal onboard sim-portal"
         ),
     ),
     "scheduler": Extras(
@@ -99,47 +126,74 @@ EXTRAS: dict[str, Extras] = {
                 "MEETING_PROVIDER",
                 "jitsi",
                 compose_comment=(
-                    "Meeting links: jitsi or bigbluebutton. Only the chosen provider's secret is used,\n"
-                    "but both are required here so that neither falls back to the built-in placeholder."
+                    "Meeting links: jitsi or bigbluebutton. Development: an unset secret is replaced by an\n"
+                    "ephemeral random one (links signed with it open no real meeting)."
                 ),
                 configmap_comment=(
-                    "Meeting links: jitsi (Jitsi Meet with token auth) or bigbluebutton. The secrets\n"
-                    "(Jitsi app secret, BigBlueButton shared secret) are in Secret glv-scheduler."
+                    "Meeting links: jitsi (Jitsi Meet with token auth) or bigbluebutton. Only the chosen\n"
+                    "provider's secret is needed (Secret glv-scheduler); the scheduler refuses to start\n"
+                    "without it."
                 ),
             ),
             Setting("JITSI_DOMAIN", "meet.glv.example.go.id"),
             Setting("JITSI_APP_ID", "glv"),
             Setting(
                 "JITSI_APP_SECRET",
-                "CHANGE-ME-at-least-32-bytes-long-000000",
+                "CHANGE-ME-openssl-rand-hex-32",
                 secret=True,
                 what="the Jitsi app secret",
+                compose_value="",
+                optional=True,
                 deployment_comment=(
-                    "Only the chosen provider's secret is used, but both are required so that\n"
-                    "neither falls back to the service's built-in placeholder."
+                    "Only the chosen provider's secret is needed, so both keys are optional here; the\n"
+                    "scheduler refuses to start when the chosen one is missing, a placeholder or short."
                 ),
-                secret_comment="HS256 key shared with Jitsi Meet's token authentication: at least 32 bytes.",
+                secret_comment=(
+                    "HS256 key shared with Jitsi Meet's token authentication (prosody's app_secret): at\n"
+                    "least 32 random characters, e.g. `openssl rand -hex 32`. Needed when the provider is jitsi."
+                ),
             ),
             Setting("BBB_URL", "https://bbb.glv.example.go.id/bigbluebutton"),
             Setting(
                 "BBB_SECRET",
-                "CHANGE-ME",
+                "CHANGE-ME-bbb-conf-secret",
                 secret=True,
                 what="the BigBlueButton secret",
+                compose_value="",
+                optional=True,
                 secret_comment=(
-                    "BigBlueButton's shared secret (`bbb-conf --secret`). Only the provider chosen in\n"
-                    "glv-config is used, but both keys must exist (any placeholder for the other)."
+                    "BigBlueButton's shared secret (`bbb-conf --secret`), at least 32 characters. Needed\n"
+                    "when the provider is bigbluebutton; leave the key out otherwise."
                 ),
             ),
             Setting(
                 "WEBHOOK_SECRETS",
-                '["CHANGE-ME"]',
+                '["CHANGE-ME-openssl-rand-hex-32"]',
                 secret=True,
                 what="the webhook secrets",
-                compose_comment="JSON list of HMAC keys for POST /v1/webhooks/meetings ('[]' refuses every call).",
+                compose_value="[]",
+                optional=True,
+                deployment_comment=(
+                    "Optional only for GLV_SCHEDULER_WEBHOOK_ENABLED=false: with the webhook on, production\n"
+                    "refuses to start without a strong key."
+                ),
+                compose_comment=(
+                    "JSON list of HMAC keys for POST /v1/webhooks/meetings; unset, the webhook answers 503."
+                ),
                 secret_comment=(
-                    "JSON list of HMAC keys for POST /v1/webhooks/meetings; list two while rotating.\n"
-                    "'[]' makes the scheduler refuse every webhook call."
+                    "JSON list of HMAC keys for POST /v1/webhooks/meetings, each at least 32 random\n"
+                    "characters; list two while rotating. An empty list or a weak key refuses the start\n"
+                    "(to run without the webhook, set GLV_SCHEDULER_WEBHOOK_ENABLED=false in glv-config and\n"
+                    "leave the key out)."
+                ),
+            ),
+            Setting(
+                "PUBLIC_BASE_URL",
+                "https://glv.example.go.id",
+                compose_value="http://127.0.0.1:8082",
+                configmap_comment=(
+                    "Where officers reach the scheduler (through its Ingress): the base of the calendar-feed\n"
+                    "URLs `glv-scheduler officer-token issue --purpose feed` prints; https:// in production."
                 ),
             ),
         ),
@@ -148,20 +202,23 @@ EXTRAS: dict[str, Extras] = {
         ),
         deployment_comment=(
             "The scheduler: office calendars, slot assignment, meeting links, session outcomes,\n"
-            "and the meeting platform's signed webhook (POST /v1/webhooks/meetings on 8082).\n"
+            "the meeting platform's signed webhook (POST /v1/webhooks/meetings on 8082) and officers'\n"
+            "agenda and calendar feed (/v1/officers/...).\n"
             "Two replicas are safe: they share Kafka partitions through the consumer group, and a\n"
             "double booking is impossible because bookings are protected by an exclusion\n"
             "constraint in PostgreSQL (a clash between replicas is retried, not committed)."
         ),
         service_comment=(
-            "The meeting platform's signed webhook (POST /v1/webhooks/meetings) plus /healthz,\n"
-            "/readyz and /metrics. Expose only the webhook path to the platform (Ingress or\n"
-            "Gateway, not included here); the rest is for the cluster."
+            "The meeting platform's signed webhook (POST /v1/webhooks/meetings), officers' agenda and\n"
+            "calendar feed (GET /v1/officers/me/agenda, GET /v1/officers/feed/{token}.ics), plus\n"
+            "/healthz, /readyz and /metrics. Expose only /v1/webhooks/ to the platform and /v1/officers/\n"
+            "to officers (Ingress or Gateway with TLS, not included here; log no /v1/officers/feed/\n"
+            "path: it holds a token); the rest is for the cluster."
         ),
         compose_comment=(
             "Officer commands run in the scheduler container (it has the settings), e.g.\n"
             "  docker compose -f deploy/compose/compose.yaml exec scheduler \\\n"
-            "    glv-scheduler officer-link --slot-id SLOT --officer-id OFFICER"
+            "    glv-scheduler officer-token issue OFFICER --purpose agenda"
         ),
     ),
 }
@@ -206,6 +263,11 @@ def scalar(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def shift(block: str, indent: int) -> str:
+    """A block of YAML lines moved to start at `indent` columns."""
+    return textwrap.indent(textwrap.dedent(block), " " * indent)
+
+
 def enumerate_names(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
@@ -224,6 +286,19 @@ def compose_required(setting: Setting) -> str:
     return f"copy deploy/compose/.env.example to deploy/compose/.env and set {setting.what}"
 
 
+def compose_requires(setting: Setting) -> bool:
+    """Whether compose refuses to start without this setting in .env."""
+    return setting.secret and setting.compose_value is None
+
+
+def compose_env(service: Service, setting: Setting) -> str:
+    variable = env_name(service, setting.key)
+    if compose_requires(setting):
+        return f"${{{variable}:?{compose_required(setting)}}}"
+    default = setting.value if setting.compose_value is None else setting.compose_value
+    return f"${{{variable}:-{default}}}"
+
+
 # ------------------------------------------------------------------ compose
 
 
@@ -238,12 +313,17 @@ def compose_yaml() -> str:
         "this repository; each container names its command). Needs Docker Compose v2 and deploy/compose/.env:"
     )
     out += (
-        "#   cp deploy/compose/.env.example deploy/compose/.env     # then edit the secrets\n"
+        "#   cp deploy/compose/.env.example deploy/compose/.env     # then adjust it\n"
         "#   docker compose -f deploy/compose/compose.yaml up -d --build\n"
         f"#   docker compose -f deploy/compose/compose.yaml logs -f {' '.join(names)}\n"
         "#   docker compose -f deploy/compose/compose.yaml down        # add -v to drop the data\n"
     )
     out += comment(f"From the host: Kafka 127.0.0.1:59092, PostgreSQL 127.0.0.1:55432, {urls} (ports set in .env).")
+    out += comment(
+        "A development stack: the services run with GLV_ENVIRONMENT=development, which allows plaintext "
+        "Kafka and PostgreSQL (this file has no TLS, SASL or ACLs) and replaces a secret left unset by an "
+        "ephemeral random one. Production settings: deploy/k8s and docs/security.md."
+    )
     for service in DEPLOYED_SERVICES:
         out += comment(extras(service).compose_comment)
     out += """name: glv
@@ -336,6 +416,7 @@ services:
     <<: *glv-image
     command: ["{loader.command}", "load-catalog", "{CATALOG_IN_CONTAINER}"]
     environment:
+      GLV_ENVIRONMENT: development
       KAFKA_BOOTSTRAP_SERVERS: kafka:9092
       {env_name(loader, "DATABASE_URL")}: {compose_database_url(loader)}
       {env_name(loader, "TOPIC_REPLICATION")}: "1"
@@ -353,18 +434,15 @@ services:
     <<: *glv-image
     command: ["{service.command}", "run"]
     environment:
+      GLV_ENVIRONMENT: development
       KAFKA_BOOTSTRAP_SERVERS: kafka:9092
       {env_name(service, "DATABASE_URL")}: {compose_database_url(service)}
       {env_name(service, "HTTP_HOST")}: 0.0.0.0
       {env_name(service, "HTTP_PORT")}: "{port}"
 """
         for setting in extras(service).settings:
-            variable = env_name(service, setting.key)
             out += comment(setting.compose_comment, indent=6)
-            if setting.secret:
-                out += f"      {variable}: ${{{variable}:?{compose_required(setting)}}}\n"
-            else:
-                out += f"      {variable}: ${{{variable}:-{setting.value}}}\n"
+            out += f"      {env_name(service, setting.key)}: {compose_env(service, setting)}\n"
         probe = (
             "import urllib.request as u; "
             f"u.build_opener(u.ProxyHandler({{}})).open('http://127.0.0.1:{port}/healthz', timeout=4).close()"
@@ -439,16 +517,18 @@ labels:
     includeSelectors: false
 
 resources:
-{listed}  # Not listed on purpose: secret.example.yaml (secrets are created out of band) and
-  # the glv-catalog ConfigMap (created from deploy/catalog/catalog.yaml, outside this
-  # kustomization root, which kustomize refuses to read by default).
+{listed}  # Not listed on purpose: secret.example.yaml (secrets are created out of band), the
+  # glv-ca ConfigMap (the CAs of your Kafka and PostgreSQL, see README.md),
+  # admin-pod.example.yaml (applied only while onboarding) and the glv-catalog ConfigMap
+  # (created from deploy/catalog/catalog.yaml, outside this kustomization root, which
+  # kustomize refuses to read by default).
 
 # Set the image your registry holds, e.g.
 #   cd deploy/k8s && kustomize edit set image glv-services=registry.example.org/glv/glv-services:1.0.0
 images:
   - name: glv-services
-    newName: registry.example.org/glv/glv-services
-    newTag: "1.0.0"
+    newName: {IMAGE_NAME}
+    newTag: "{IMAGE_TAG}"
 """
 
 
@@ -469,9 +549,20 @@ kind: ConfigMap
 metadata:
   name: glv-config
 data:
-  # The Kafka cluster's bootstrap address. This one is Strimzi's naming for a
-  # Kafka resource "glv" in namespace "kafka" with a plain (no TLS) listener on 9092.
-  KAFKA_BOOTSTRAP_SERVERS: glv-kafka-bootstrap.kafka.svc:9092
+  # Production, also the default: a service refuses to start on a plaintext transport or with
+  # a missing or weak secret. Never "development" here.
+  GLV_ENVIRONMENT: production
+  # The Kafka cluster's bootstrap address: Strimzi's naming for a Kafka resource "glv" in
+  # namespace "kafka" with a TLS listener on 9093 that authenticates with SCRAM-SHA-512.
+  KAFKA_BOOTSTRAP_SERVERS: glv-kafka-bootstrap.kafka.svc:9093
+  # TLS with SASL SCRAM-SHA-512; each service's user and password are in its Secret. The
+  # broker's certificate is checked (chain and host name) against this CA, from ConfigMap glv-ca.
+  KAFKA_SECURITY_PROTOCOL: SASL_SSL
+  KAFKA_SSL_CAFILE: {CA_DIR}/{KAFKA_CA_FILE}
+  # PostgreSQL over TLS, the server's certificate checked (chain and host name of the
+  # database URL) against this CA, from ConfigMap glv-ca. An sslmode in the URL is ignored.
+  GLV_DATABASE_SSL_MODE: verify-full
+  GLV_DATABASE_SSL_ROOT_CERT: {CA_DIR}/{POSTGRES_CA_FILE}
   # Topics the services create at start get this many replicas (needs >= 3 brokers).
 """
     for service in DEPLOYED_SERVICES:
@@ -492,22 +583,39 @@ def secret_example_yaml() -> str:
 #   kubectl apply -f my-glv-secrets.yaml
 # or create the same Secrets with `kubectl -n glv create secret generic glv-<name>
 # --from-literal=KEY=VALUE ...`, one --from-literal per key below (see README.md).
+# Every CHANGE-ME placeholder is refused: a service will not start with a Kafka password or
+# a scheduler secret that is missing, looks like a placeholder or is under 32 characters;
+# PostgreSQL refuses the placeholder in the database URLs, and the broker the admin's.
+# The Kafka passwords come from `glv-kafka-access service NAME` (README.md), shown once.
 # The database hosts are CloudNativePG's read-write Service for a Cluster "glv-postgres"
 # in namespace "postgres"; percent-encode special characters in the passwords.
 
+# Used by admin-pod.example.yaml only: a Kafka super user (Strimzi: listed in the Kafka
+# resource's authorization.superUsers), for `glv-kafka-access` and `glv-ticketing portal`.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: glv-admin
+  namespace: glv
+type: Opaque
+stringData:
+  GLV_ADMIN_KAFKA_SASL_USERNAME: glv-admin
+  GLV_ADMIN_KAFKA_SASL_PASSWORD: CHANGE-ME
 """
-    for index, service in enumerate(DEPLOYED_SERVICES):
+    for service in DEPLOYED_SERVICES:
         role = f"glv_{service.name}"
         secrets = [s for s in extras(service).settings if s.secret]
         used_by = f"Used by Deployment glv-{service.name}"
         if service is loader:
-            used_by += " (every key) and Job glv-catalog-load (the database URL only)"
+            used_by += " (every key) and Job glv-catalog-load (the database URL and the Kafka user)"
+        if service.name == "ticketing":
+            used_by += " and admin-pod.example.yaml (portal onboarding works on its database)"
         extensions = [name for name, _ in extras(service).extensions]
         migrations = "the service migrates it at start"
         if extensions:
             migrations += f"; the migration creates the {', '.join(extensions)} extension, see README.md"
-        out += "---\n" if index else ""
-        out += f"""# {used_by}.
+        out += f"""---
+# {used_by}.
 apiVersion: v1
 kind: Secret
 metadata:
@@ -516,9 +624,20 @@ metadata:
 type: Opaque
 stringData:
 """
-        out += comment(f"Role {role} owning database {role} ({migrations}).", indent=2)
-        url = f"postgresql://{role}:CHANGE-ME@glv-postgres-rw.postgres.svc:5432/{role}?sslmode=require"
+        out += comment(
+            f"Role {role} owning database {role} ({migrations}). TLS comes from GLV_DATABASE_SSL_MODE in "
+            "glv-config, not from the URL.",
+            indent=2,
+        )
+        url = f"postgresql://{role}:CHANGE-ME@glv-postgres-rw.postgres.svc:5432/{role}"
         out += f"  {env_name(service, 'DATABASE_URL')}: {url}\n"
+        out += comment(
+            f"The service's own Kafka user: `glv-kafka-access service {service.name}` creates it with its ACLs "
+            "and prints the password once.",
+            indent=2,
+        )
+        out += f"  {env_name(service, 'KAFKA_SASL_USERNAME')}: glv-{service.name}\n"
+        out += f"  {env_name(service, 'KAFKA_SASL_PASSWORD')}: CHANGE-ME\n"
         for setting in secrets:
             out += comment(setting.secret_comment, indent=2)
             out += f"  {env_name(service, setting.key)}: {scalar(setting.value)}\n"
@@ -543,13 +662,29 @@ CONTAINER_SECURITY = """          securityContext:
 """
 
 
-def secret_ref(service: Service, key: str) -> str:
+def secret_ref(service: Service, key: str, *, optional: bool = False) -> str:
     variable = env_name(service, key)
-    return f"""            - name: {variable}
+    out = f"""            - name: {variable}
               valueFrom:
                 secretKeyRef:
                   name: glv-{service.name}
                   key: {variable}
+"""
+    return out + ("                  optional: true\n" if optional else "")
+
+
+def transport_refs(service: Service) -> str:
+    """The service's database URL and its own Kafka user, from its Secret."""
+    return "".join(secret_ref(service, key) for key in ("DATABASE_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"))
+
+
+CA_MOUNT = f"""            - name: ca
+              mountPath: {CA_DIR}
+              readOnly: true
+"""
+CA_VOLUME = """        - name: ca
+          configMap:
+            name: glv-ca
 """
 
 
@@ -608,6 +743,7 @@ metadata:
               protocol: TCP
 """
     out += comment(
+        f"GLV_ENVIRONMENT, the Kafka and PostgreSQL transport (SASL_SSL, verify-full, the CA files), "
         f"KAFKA_BOOTSTRAP_SERVERS and the {service.env_prefix}* settings that are not secret "
         f"({', '.join(['TOPIC_REPLICATION', 'LOG_LEVEL', *config])}).",
         indent=10,
@@ -620,10 +756,12 @@ metadata:
               value: 0.0.0.0
             - name: {env_name(service, "HTTP_PORT")}
               value: "{port}"
-{secret_ref(service, "DATABASE_URL")}"""
+            # From Secret glv-{service.name}: its database URL and its own Kafka user (glv-{service.name}).
+{transport_refs(service)}"""
     for setting in extra.settings:
         if setting.secret:
-            out += comment(setting.deployment_comment, indent=12) + secret_ref(service, setting.key)
+            out += comment(setting.deployment_comment, indent=12)
+            out += secret_ref(service, setting.key, optional=setting.optional)
     out += f"""          # The HTTP server starts only after migrations, topic creation and the broker
           # connection: the startup probe allows up to 3 minutes for that.
           startupProbe:
@@ -658,11 +796,11 @@ metadata:
 {CONTAINER_SECURITY}          volumeMounts:
             - name: tmp
               mountPath: /tmp
-      volumes:
+{CA_MOUNT}      volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 16Mi
-"""
+{CA_VOLUME}"""
     return out
 
 
@@ -732,13 +870,13 @@ metadata:
           image: glv-services
           imagePullPolicy: IfNotPresent
           command: ["{loader.command}", "load-catalog", "{CATALOG_IN_CONTAINER}"]
-          # KAFKA_BOOTSTRAP_SERVERS, {env_name(loader, "TOPIC_REPLICATION")} and log level.
+          # The transport settings, KAFKA_BOOTSTRAP_SERVERS, {env_name(loader, "TOPIC_REPLICATION")} and log level.
           envFrom:
             - configMapRef:
                 name: glv-config
-          # The {loader.name}'s secrets other than its database URL are not needed to load the catalog.
+          # The {loader.name}'s database URL and Kafka user; its other secrets are not needed to load the catalog.
           env:
-{secret_ref(loader, "DATABASE_URL")}          resources:
+{transport_refs(loader)}          resources:
             requests:
               cpu: 50m
               memory: 128Mi
@@ -751,15 +889,90 @@ metadata:
               readOnly: true
             - name: tmp
               mountPath: /tmp
-      volumes:
+{CA_MOUNT}      volumes:
         - name: catalog
           configMap:
             name: glv-catalog
         - name: tmp
           emptyDir:
             sizeLimit: 16Mi
-"""
+{CA_VOLUME}"""
     return out
+
+
+def admin_pod_yaml() -> str:
+    """A short-lived pod from which an operator runs the onboarding commands with `kubectl exec`."""
+    ticketing = next((s for s in DEPLOYED_SERVICES if s.name == "ticketing"), None)
+    ticketing_env = ""
+    if ticketing is not None:
+        ticketing_env = """        # Portal onboarding works on ticketing's database (status tokens) with ticketing's
+        # settings; optional, so that the pod also starts before that Secret exists (to
+        # create the services' Kafka users first).
+        - secretRef:
+            name: glv-ticketing
+            optional: true
+"""
+    return f"""{YAML_HEADER}# EXAMPLE ONLY: not part of kustomization.yaml. A pod that only sleeps (an hour at most),
+# with the Kafka super user of Secret glv-admin, for the commands that manage Kafka users,
+# ACLs and portals. Run them with `kubectl exec`: what they print (new passwords and
+# tokens, shown once) then goes to your terminal only. A Job's output would stay in its
+# pod's log, which the cluster may ship to a log store.
+#   kubectl apply -f deploy/k8s/admin-pod.example.yaml
+#   kubectl -n glv wait --for=condition=Ready pod/glv-admin
+#   kubectl -n glv exec glv-admin -- glv-kafka-access service ticketing
+#   kubectl -n glv exec glv-admin -- glv-ticketing portal onboard portal-lelang
+#   kubectl -n glv delete pod glv-admin
+# See README.md (Onboarding) for the order of the steps.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: glv-admin
+  namespace: glv
+  labels:
+{labels("glv-admin", "admin", 4)}spec:
+  restartPolicy: Never
+  activeDeadlineSeconds: 3600
+{shift(POD_SECURITY, 2)}  containers:
+    - name: admin
+      # The image kustomization.yaml sets for the services.
+      image: {IMAGE_NAME}:{IMAGE_TAG}
+      imagePullPolicy: IfNotPresent
+      command: ["sleep", "3600"]
+      envFrom:
+        # GLV_ENVIRONMENT, the transport settings and KAFKA_BOOTSTRAP_SERVERS.
+        - configMapRef:
+            name: glv-config
+        # GLV_ADMIN_KAFKA_SASL_USERNAME / _PASSWORD.
+        - secretRef:
+            name: glv-admin
+{ticketing_env}      env:
+        # The same super user for glv-deadletters (GLV_KAFKA_SASL_*): replaying a portal's
+        # intake dead letters writes to its intake topic, which no service may.
+        - name: GLV_KAFKA_SASL_USERNAME
+          valueFrom:
+            secretKeyRef:
+              name: glv-admin
+              key: GLV_ADMIN_KAFKA_SASL_USERNAME
+        - name: GLV_KAFKA_SASL_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: glv-admin
+              key: GLV_ADMIN_KAFKA_SASL_PASSWORD
+      resources:
+        requests:
+          cpu: 50m
+          memory: 128Mi
+        limits:
+          cpu: 500m
+          memory: 256Mi
+{shift(CONTAINER_SECURITY, 6)}      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+{shift(CA_MOUNT, 8)}  volumes:
+    - name: tmp
+      emptyDir:
+        sizeLimit: 16Mi
+{shift(CA_VOLUME, 4)}"""
 
 
 # ------------------------------------------------------------------ files, check
@@ -774,6 +987,7 @@ def generated_files() -> dict[str, str]:
         f"{K8S_DIR}/namespace.yaml": namespace_yaml(),
         f"{K8S_DIR}/configmap.yaml": configmap_yaml(),
         f"{K8S_DIR}/secret.example.yaml": secret_example_yaml(),
+        f"{K8S_DIR}/admin-pod.example.yaml": admin_pod_yaml(),
     }
     for service in DEPLOYED_SERVICES:
         files[f"{K8S_DIR}/{service.name}-deployment.yaml"] = deployment_yaml(service)
@@ -824,7 +1038,7 @@ def registry_problems(root: Path) -> list[str]:
     for service in DEPLOYED_SERVICES:
         for setting in extras(service).settings:
             variable = env_name(service, setting.key)
-            if setting.secret and f"\n{variable}=" not in f"\n{listed}":
+            if compose_requires(setting) and f"\n{variable}=" not in f"\n{listed}":
                 problems.append(f"not in {ENV_EXAMPLE}: {variable}, which compose requires")
     return problems
 

@@ -10,13 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-
 from glv_runtime.logs import configure_cli_logging
 from glv_runtime.outbox import OutboxMessage
 from glv_runtime.secrets import InsecureSecret, env_name
 from glv_runtime.service import run_command
-from glv_runtime.unit_of_work import Database
+from glv_runtime.transport import check_transport
+from glv_runtime.unit_of_work import Database, connector
 from glv_scheduler import officer_tokens, sessions, store
 from glv_scheduler.agenda import moderator_link
 from glv_scheduler.app import main as run_service
@@ -75,7 +74,8 @@ async def report_session(settings: SchedulerSettings, slot_id: uuid.UUID, *, hel
 
 
 async def officer_link(settings: SchedulerSettings, slot_id: uuid.UUID, officer_id: str) -> str:
-    conn = await asyncpg.connect(settings.dsn())
+    check_transport(settings)
+    conn = await connector(settings)()  # TLS as the service's own pool uses it
     try:
         slot = await store.get_slot(conn, slot_id)
     finally:
