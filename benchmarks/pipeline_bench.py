@@ -65,16 +65,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from glv_devtools.portal import RawRecord, record_for, ticket
+from glv_runtime.logs import configure_cli_logging
+from glv_runtime.onboarding import AdminSettings
 from glv_schemas.base import TimeWindow
 from glv_schemas.events import SchedulingFailed, SlotAssigned, TicketAccepted, TicketRejected
 from glv_schemas.topics import PORTAL_TICKETS, SCHEDULER_EVENTS, TICKETING_EVENTS
+from glv_ticketing import portals
+from glv_ticketing.settings import TicketingSettings
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("GLV_BENCH_ADMIN_DSN", "postgresql://glv_test:glv_test@127.0.0.1:55432/glv_test")
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
 SERVICES = ("ticketing", "scheduler")
+# The services run as on the local stack (plain listener, ephemeral secrets where none are set).
+ENVIRONMENT = "development"
 PORTAL = "pbench-portal"
 SOURCE = "/portal/pbench"
+# The portal's own intake topic: it exists once the portal is onboarded (`onboard_portal`).
+INTAKE = PORTAL_TICKETS.for_portal(PORTAL)
 PARTITIONS = 6  # the services' default GLV_<SVC>_TOPIC_PARTITIONS; the echo topics get the same
 BATCH = 500  # the services' default GLV_<SVC>_BATCH_MAX_RECORDS (the scheduler's is 100)
 
@@ -245,6 +253,8 @@ class Namespace:
     def env(self, log_level: str) -> dict[str, str]:
         env = dict(os.environ)
         env["KAFKA_BOOTSTRAP_SERVERS"] = BOOTSTRAP
+        # The local stack's mode: its plain listener, ephemeral secrets where none are set.
+        env["GLV_ENVIRONMENT"] = ENVIRONMENT
         for service in SERVICES:
             p = f"GLV_{service.upper()}_"
             env[p + "DATABASE_URL"] = self.dsn(service)
@@ -265,6 +275,26 @@ async def create_databases(ns: Namespace) -> None:
             await admin.execute(f'CREATE DATABASE "{ns.database(service)}"')
     finally:
         await admin.close()
+
+
+async def onboard_portal(ns: Namespace) -> None:
+    """The portal's intake and updates topics, and its status token in ticketing's database,
+    as `glv-ticketing portal onboard` makes them (on the plain broker: no user, no ACLs)."""
+    settings = TicketingSettings(
+        environment=ENVIRONMENT,
+        kafka_bootstrap_servers=BOOTSTRAP,
+        database_url=ns.dsn("ticketing"),
+        topic_prefix=ns.prefix,
+        topic_partitions=PARTITIONS,
+    )
+    admin = AdminSettings(
+        environment=ENVIRONMENT,
+        kafka_bootstrap_servers=BOOTSTRAP,
+        topic_prefix=ns.prefix,
+        topic_partitions=PARTITIONS,
+    )
+    onboarded = await portals.onboard(settings, admin, PORTAL)
+    note(f"portal {PORTAL} onboarded: topics {', '.join(onboarded.topics.values())}")
 
 
 async def drop_namespace(ns: Namespace) -> None:
@@ -934,7 +964,7 @@ class Bench:
 
     async def caught_up(self, *names: str, timeout_s: float = 600.0) -> None:
         topics = {
-            "ticketing": [self.topic(PORTAL_TICKETS.name), self.topic(SCHEDULER_EVENTS.name)],
+            "ticketing": [self.topic(INTAKE), self.topic(SCHEDULER_EVENTS.name)],
             "scheduler": [self.topic(TICKETING_EVENTS.name)],
         }
         deadline = time.monotonic() + timeout_s
@@ -948,7 +978,7 @@ class Bench:
     async def warm_up(self) -> None:
         records = self.filings.make(self.sizes.warmup)
         async with Reader(self.kafka, self.topic(SCHEDULER_EVENTS.name), PLACED) as reader:
-            await produce(self.producer, self.topic(PORTAL_TICKETS.name), records)
+            await produce(self.producer, self.topic(INTAKE), records)
             outs = await reader.collect([r.key.decode() for r in records if r.key], list(self.services.values()))
         kinds = Counter(o.type for o in outs.values())
         say(f"  warm-up: {len(records)} tickets filed and placed ({dict(kinds)})")
@@ -964,7 +994,7 @@ class Bench:
         keys = [r.key.decode() for r in records if r.key]
         load = load_average()
         async with Reader(self.kafka, self.topic(TICKETING_EVENTS.name), DECIDED) as reader:
-            produce_s = await produce(self.producer, self.topic(PORTAL_TICKETS.name), records)
+            produce_s = await produce(self.producer, self.topic(INTAKE), records)
             note(f"ticketing hop: {n:,} filings waiting; starting ticketing alone")
             await ticketing.start()
             outs = await reader.collect(keys, [ticketing])
@@ -1003,7 +1033,7 @@ class Bench:
             Reader(self.kafka, self.topic(TICKETING_EVENTS.name), DECIDED) as decided,
             Reader(self.kafka, self.topic(SCHEDULER_EVENTS.name), PLACED) as placed,
         ):
-            produce_s = await produce(self.producer, self.topic(PORTAL_TICKETS.name), records)
+            produce_s = await produce(self.producer, self.topic(INTAKE), records)
             note(f"end to end: {n:,} filings waiting; starting the scheduler, then ticketing")
             await scheduler.start()
             await scheduler.wait_ready()
@@ -1041,7 +1071,7 @@ class Bench:
         count = max(50, round(rate * self.sizes.step_seconds))
         records = self.filings.make(count)
         keys = [r.key.decode() for r in records if r.key]
-        topic = self.topic(PORTAL_TICKETS.name)
+        topic = self.topic(INTAKE)
         acked: dict[str, float] = {}
         load = load_average()
         note(f"latency: {count:,} tickets at {rate:,.0f}/s")
@@ -1131,7 +1161,7 @@ class Bench:
             note(f"profile: {n:,} filings at once, py-spy on both services")
             started = time.time()
             async with Reader(self.kafka, self.topic(SCHEDULER_EVENTS.name), PLACED) as reader:
-                await produce(self.producer, self.topic(PORTAL_TICKETS.name), records)
+                await produce(self.producer, self.topic(INTAKE), records)
                 outs = await reader.collect(keys, list(self.services.values()))
             await self.caught_up("ticketing", "scheduler")
             ended = time.time()
@@ -1164,6 +1194,7 @@ class Bench:
         try:
             await self.run_echo()
             await create_databases(self.ns)
+            await onboard_portal(self.ns)
             async with self.sampler:
                 self.producer = new_producer()
                 await self.producer.start()
@@ -1558,6 +1589,8 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=0, help="tickets per backlog (default 20,000; quick 4,000)")
     parser.add_argument("--log-level", default="INFO", help="the services' log level (default INFO, as deployed)")
     args = parser.parse_args()
+    # What the in-process steps log (onboarding's migrations) goes to stderr: stdout holds the figures.
+    configure_cli_logging("pipeline-bench", "WARNING")
     try:
         return asyncio.run(main_async(args))
     except (BenchError, asyncio.CancelledError, KeyboardInterrupt) as error:

@@ -3,6 +3,7 @@ namespace per test, and a ticketing service running in-process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 
 from glv_ticketing.settings import TicketingSettings
@@ -28,6 +30,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.path):
             item.add_marker(pytest.mark.real)
+
+
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """Logging as it was before the test. A command's main() (run by a test) configures
+    logging on the stream it finds, capsys's during that test, which is closed after it:
+    a later test's log line would fail on it."""
+    config = structlog.get_config()
+    context = structlog.contextvars.get_contextvars()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**context)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

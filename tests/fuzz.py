@@ -29,7 +29,11 @@ from glv_schemas import new_cloud_event
 from glv_schemas.topics import ARCHIVE_EVENTS, CATALOG, PORTAL_TICKETS, SCHEDULER_EVENTS, TICKETING_EVENTS
 
 # The fuzzing portal's own intake topic (what it may write).
-FUZZ_INTAKE = PORTAL_TICKETS.for_portal("fuzz-portal")
+FUZZ_PORTAL = "fuzz-portal"
+FUZZ_INTAKE = PORTAL_TICKETS.for_portal(FUZZ_PORTAL)
+# What a body may name instead of the fuzzing portal: onboarded portals, and any id the schema allows.
+OTHER_PORTALS = ["sim-portal", "other-portal", "fuzz-portal-2", "fuzz_portal"]
+PORTAL_ID_SCHEMA = next(m.pattern for m in ev.TicketFiled.model_fields["portal_id"].metadata if hasattr(m, "pattern"))
 
 CE_HEADERS = [b"ce_id", b"ce_source", b"ce_type", b"ce_specversion", b"ce_time", b"ce_subject", b"traceparent"]
 
@@ -65,7 +69,7 @@ def valid_event(topic: str, rng: random.Random) -> FuzzRecord:  # also a hypothe
     offices = office_entries()
     office = rng.choice(offices)
     service = rng.choice(office.services)
-    filed = ticket(rng, portal_id="fuzz-portal", office_code=office.office_code, service_code=service.service_code)
+    filed = ticket(rng, portal_id=FUZZ_PORTAL, office_code=office.office_code, service_code=service.service_code)
     # A fresh id whatever the seed (hypothesis draws small seeds often): the test counts
     # decisions per ticket, and a resubmitted id would rightly get more than one.
     filed = filed.model_copy(update={"ticket_id": uuid.uuid4()})
@@ -75,11 +79,11 @@ def valid_event(topic: str, rng: random.Random) -> FuzzRecord:  # also a hypothe
         if roll < 0.8:
             return _record(filed, topic, "/portal/fuzz")
         if roll < 0.9:
-            request = ev.CancellationRequested(ticket_id=filed.ticket_id, portal_id="fuzz-portal", requested_at=now)
+            request = ev.CancellationRequested(ticket_id=filed.ticket_id, portal_id=FUZZ_PORTAL, requested_at=now)
             return _record(request, topic, "/portal/fuzz")
         request_r = ev.RescheduleRequested(
             ticket_id=filed.ticket_id,
-            portal_id="fuzz-portal",
+            portal_id=FUZZ_PORTAL,
             preferred_windows=filed.preferred_windows,
             requested_at=now,
         )
@@ -91,7 +95,7 @@ def valid_event(topic: str, rng: random.Random) -> FuzzRecord:  # also a hypothe
         cancelled = ev.TicketCancelled(
             ticket_id=filed.ticket_id,
             ticket_code=code,
-            portal_id="fuzz-portal",
+            portal_id=FUZZ_PORTAL,
             office_code=office.office_code,
             cancelled_at=now,
         )
@@ -155,6 +159,7 @@ def mutated(draw: st.DrawFn, topic: str) -> FuzzRecord:
                 "no-value",
                 "oversize",
                 "key-and-value-gone",
+                "another-portal",
             ]
         )
     )
@@ -190,6 +195,13 @@ def mutated(draw: st.DrawFn, topic: str) -> FuzzRecord:
         record.value = None
     elif how == "oversize":
         record.value = (record.value or b"") + b" " * (600 * 1024)
+    elif how == "another-portal" and "portal_id" in body:
+        # A portal speaking for another: on its own intake topic, the service refuses it
+        # (portal_mismatch); elsewhere the portal_id is just a field.
+        body["portal_id"] = draw(
+            st.one_of(st.sampled_from(OTHER_PORTALS), st.from_regex(PORTAL_ID_SCHEMA, fullmatch=True))
+        )
+        record.value = json.dumps(body).encode()
     else:  # key-and-value-gone
         record.key, record.value = None, None
     record.headers = list(headers.items())
@@ -205,6 +217,22 @@ def garbage(draw: st.DrawFn, topic: str) -> FuzzRecord:
         headers=draw(st.lists(st.tuples(header_names, header_values), max_size=8)),
         origin="garbage",
     )
+
+
+def forged(count: int, seed: int) -> list[FuzzRecord]:
+    """Sound filings and requests on the fuzzing portal's own topic whose body names another
+    portal: the broker let only the fuzzing portal write there, so each is refused as
+    portal_mismatch. (The "another-portal" mutation draws some too, but not surely.)"""
+    rng = random.Random(seed)
+    records: list[FuzzRecord] = []
+    for n in range(count):
+        record = valid_event(FUZZ_INTAKE, rng)
+        body = json.loads(record.value or b"{}")
+        body["portal_id"] = OTHER_PORTALS[n % len(OTHER_PORTALS)]
+        record.value = json.dumps(body).encode()
+        record.origin = "forged"
+        records.append(record)
+    return records
 
 
 def draw_records(topics: Sequence[str], count: int, seed: int, valid_share: float = 0.4) -> list[FuzzRecord]:

@@ -245,6 +245,10 @@ _PHONE = (
     + r"?\d){5,9}(?!\d)"
 )
 _NUMBERS = re.compile(rf"(?P<keep>{_KEEP})|(?P<nik>{_NIK})|{_PHONE}")
+# Two numbers in a row ("0812 3456 7890 021-345678"): the first may take the head of the
+# second ("021"), leaving its tail glued to the redaction ("[redacted]-345678"). Digit
+# groups glued that way go with it, unless they are a value kept (a date, a UUID).
+_GLUED = re.compile(re.escape(REDACTED) + rf"(?:{_SEP}(?!{_KEEP})\d+)+(?!\w)")
 _DIGIT = re.compile(r"[0-9]")
 
 
@@ -296,6 +300,8 @@ def redact_text(text: str) -> str:
         text = _BEARER.sub(r"\g<scheme>" + REDACTED, text)
     if _DIGIT.search(text) is not None:
         text = _NUMBERS.sub(_number, text)
+        if REDACTED in text:
+            text = _GLUED.sub(REDACTED, text)
     return text
 
 

@@ -77,7 +77,7 @@ async def test_a_handler_cancelled_at_graceful_timeout_is_redelivered(
 
     broker = await _run(settings, pool, slow, group)
     async with PortalClient(infra.bootstrap, topic_prefix) as portal:
-        await portal.file([ticket(random.Random(1), portal_id="p", office_code="JKT", service_code="lelang")])
+        await portal.file([ticket(random.Random(1), portal_id="sim-portal", office_code="JKT", service_code="lelang")])
     await asyncio.wait_for(started.wait(), 30)
     await broker.stop()
     assert await _committed(infra.bootstrap, group, topic) == 0  # nothing acked
@@ -109,7 +109,7 @@ async def test_a_batch_failing_on_an_outage_is_not_skipped_by_the_next(
     await ensure_topics(settings, [*ALL_TOPICS, SIM_INTAKE])
     topic, group = topic_prefix + SIM_INTAKE.name, f"{topic_prefix}outage"
     rng = random.Random(2)
-    first = ticket(rng, portal_id="p", office_code="JKT", service_code="lelang")
+    first = ticket(rng, portal_id="sim-portal", office_code="JKT", service_code="lelang")
     second = first.model_copy(update={"subject": "second"})  # same key: same partition, after the first
     calls: list[str] = []
 

@@ -16,12 +16,15 @@ from glv_devtools.portal import RawRecord, record_for, slot_for, ticket
 from glv_runtime.consumer import MAX_EVENT_BYTES
 from glv_runtime.deadletters import H_CODE, H_NO_KEY, H_ORIGINAL_LENGTH, MAX_VALUE_BYTES
 from glv_schemas import events as ev
-from glv_schemas.topics import SCHEDULER_EVENTS
+from glv_schemas.topics import SCHEDULER_EVENTS, intake_dead_letter_topic
 from glv_ticketing.app import build_spec
 from glv_ticketing.settings import TicketingSettings
 from tests.component.feed import Feeder, feeder_for
 
 pytestmark = pytest.mark.real  # a real PostgreSQL, though no broker
+
+# What a portal filed and ticketing could not apply: dead-lettered apart, kept a week.
+INTAKE_DEAD_LETTERS = intake_dead_letter_topic("ticketing").name
 
 
 @pytest.fixture
@@ -109,7 +112,7 @@ async def test_a_bad_record_is_dead_lettered_and_the_next_ticket_is_decided(feed
     await feeder.feed(bad, record_for(after, source="/portal/sim"))
     assert (await statuses(feeder)).get(str(after.ticket_id)) == "accepted"
     assert await feeder.dead_letter_codes() == [code]
-    letters = await feeder.outbox("glv.dlq.ticketing")
+    letters = await feeder.outbox(INTAKE_DEAD_LETTERS)
     assert len(letters) == 1
     # Whatever came in, the dead letter can be published: a key or a value, under the size limit.
     assert letters[0]["msg_key"] is not None or letters[0]["payload"] is not None
@@ -119,7 +122,7 @@ async def test_a_bad_record_is_dead_lettered_and_the_next_ticket_is_decided(feed
 async def test_a_record_without_key_and_value_is_stored_publishable(feeder: Feeder) -> None:
     good = record_for(filing(9), source="/portal/sim")
     await feeder.feed(replace(good, key=None, value=None))
-    [letter] = await feeder.outbox("glv.dlq.ticketing")
+    [letter] = await feeder.outbox(INTAKE_DEAD_LETTERS)
     names = [name for name, _ in json.loads(letter["headers"])]
     assert letter["msg_key"] is not None and H_NO_KEY in names and H_CODE in names
 
@@ -127,7 +130,7 @@ async def test_a_record_without_key_and_value_is_stored_publishable(feeder: Feed
 async def test_an_oversized_record_is_kept_truncated_with_its_length(feeder: Feeder) -> None:
     good = record_for(filing(10), source="/portal/sim")
     await feeder.feed(replace(good, value=b"x" * (MAX_VALUE_BYTES * 2)))
-    [letter] = await feeder.outbox("glv.dlq.ticketing")
+    [letter] = await feeder.outbox(INTAKE_DEAD_LETTERS)
     assert len(letter["payload"]) == MAX_VALUE_BYTES
     assert H_ORIGINAL_LENGTH in [name for name, _ in json.loads(letter["headers"])]
 

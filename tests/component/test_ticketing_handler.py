@@ -22,7 +22,7 @@ from glv_runtime.kafka import build_broker, ensure_topics
 from glv_runtime.migrate import apply_migrations
 from glv_runtime.subscription import subscribe_batches
 from glv_runtime.unit_of_work import Database
-from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS
+from glv_schemas.topics import ALL_TOPICS, PORTAL_TICKETS, PORTAL_UPDATES, intake_dead_letter_topic
 from glv_ticketing.handlers import TicketingUseCase, decode_for_ticketing
 from glv_ticketing.settings import TicketingSettings
 from glv_ticketing.store import upsert_office
@@ -80,5 +80,6 @@ async def test_filed_tickets_are_decided_once_and_poison_is_dead_lettered(
     types = [dict(json.loads(r["headers"])).get("ce_type") for r in rows]
     topics = [r["topic"] for r in rows]
     assert topics.count("glv.ticketing.events") == 1  # one decision despite the redelivery
-    assert topics.count("glv.dlq.ticketing") == 1
-    assert len(types) == 2
+    assert topics.count(PORTAL_UPDATES.for_portal("sim-portal")) == 1  # and its copy for the portal
+    assert topics.count(intake_dead_letter_topic("ticketing").name) == 1  # a filing's poison: the intake DLQ
+    assert len(types) == 3

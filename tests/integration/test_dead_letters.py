@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from glv_devtools.portal import PortalClient, RawRecord, record_for, slot_for, ticket
 from glv_runtime.deadletters import read_dead_letters, replay
+from glv_schemas.topics import PORTAL_TICKETS, dead_letter_topic, intake_dead_letter_topic
 from tests.integration.conftest import Ticketing
 
 
@@ -33,11 +34,14 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_mov
         await portal.send(list(poison.values()))
         await portal.send([template])
     await ticketing.probe.wait_for(lambda _: len(ticketing.probe.of_type("TicketAccepted")) == 1)
-    dlq = ticketing.prefix + "glv.dlq.ticketing"
+    # What a portal filed is dead-lettered apart from the service topics' letters (kept a week).
+    dlq = ticketing.prefix + intake_dead_letter_topic("ticketing").name
     await ticketing.probe.wait_for(lambda seen: sum(s.topic == dlq for s in seen) == len(poison))
     letters = [s for s in ticketing.probe.seen if s.topic == dlq]
     assert sorted(s.headers["x-dlq-error-code"] for s in letters) == sorted(poison)
-    source = ticketing.prefix + "glv.portal.tickets"
+    assert not [s for s in ticketing.probe.seen if s.topic == ticketing.prefix + dead_letter_topic("ticketing").name]
+    source = ticketing.prefix + PORTAL_TICKETS.for_portal("sim-portal")
+    assert template.topic == PORTAL_TICKETS.for_portal("sim-portal")
     for letter in letters:
         assert letter.headers["x-dlq-original-topic"] == source
         assert letter.headers["x-dlq-original-partition"].isdigit()
@@ -45,7 +49,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_mov
         assert letter.headers["x-dlq-error"]
         assert letter.key == key.decode()
     # The bytes that made a header unreadable are kept as they were.
-    listed = await read_dead_letters(ticketing.settings.kafka_bootstrap_servers, "ticketing", ticketing.prefix)
+    listed = await read_dead_letters(
+        ticketing.settings.kafka_bootstrap_servers, "ticketing", ticketing.prefix, intake=True
+    )
     bad = next(x for x in listed if x["code"] == "bad_header")
     assert ("ce_source", b"\xff\xfe") in [tuple(h) for h in bad["headers"]]
 
@@ -59,7 +65,7 @@ async def test_a_dead_letter_replays_once_its_cause_is_fixed(ticketing: Ticketin
     bootstrap = ticketing.settings.kafka_bootstrap_servers
     async with PortalClient(bootstrap, ticketing.prefix) as portal:
         await portal.file([slot], source="/glv/scheduler")  # the slot arrives for a ticket not filed yet
-    dlq = ticketing.prefix + "glv.dlq.ticketing"
+    dlq = ticketing.prefix + dead_letter_topic("ticketing").name  # from a service topic: the service's DLQ
     await ticketing.probe.wait_for(lambda seen: any(s.topic == dlq for s in seen))
     [letter] = [s for s in ticketing.probe.seen if s.topic == dlq]
     assert letter.headers["x-dlq-error-code"] == "unknown_ticket"

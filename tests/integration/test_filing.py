@@ -10,6 +10,7 @@ import httpx
 
 from glv_devtools.portal import PortalClient, RawRecord, record_for, ticket
 from glv_schemas.events import TicketFiled, TimeWindow
+from glv_schemas.topics import intake_dead_letter_topic
 from tests.integration.conftest import Ticketing
 
 
@@ -36,7 +37,7 @@ async def test_valid_ticket_is_accepted_with_a_code(ticketing: Ticketing) -> Non
     payload = accepted.event.model_dump_json()
     assert filed.stakeholder.name not in payload and str(filed.stakeholder.email) not in payload
     async with httpx.AsyncClient(base_url=ticketing.base_url) as client:
-        answer = await client.get(f"/v1/tickets/{filed.ticket_id}", headers={"Authorization": "Bearer token-sim"})
+        answer = await client.get(f"/v1/tickets/{filed.ticket_id}", headers=ticketing.auth("sim-portal"))
     assert answer.status_code == 200
     assert answer.json()["status"] == "accepted"
     assert answer.json()["ticket_code"] == accepted.event.ticket_code
@@ -97,7 +98,7 @@ async def test_every_rejection_rule(ticketing: Ticketing) -> None:
     assert some.message_id and some.message_en
     assert not ticketing.probe.of_type("TicketAccepted")
     # The schema violations are also on the dead-letter topic, with the reason.
-    dlq = ticketing.prefix + "glv.dlq.ticketing"
+    dlq = ticketing.prefix + intake_dead_letter_topic("ticketing").name  # they came from a portal's intake
     await ticketing.probe.wait_for(lambda seen: sum(s.topic == dlq for s in seen) == 2)
     letters = [s for s in ticketing.probe.seen if s.topic == dlq]
     assert {s.headers["x-dlq-error-code"] for s in letters} == {"invalid_event"}
@@ -129,8 +130,6 @@ async def test_duplicates_are_no_ops_and_conflicts_are_rejected(ticketing: Ticke
     # A ticket's events leave in the order they were decided, even within one batch.
     assert (accepted[0].partition, accepted[0].offset) < (rejection.partition, rejection.offset)
     async with httpx.AsyncClient(base_url=ticketing.base_url) as client:
-        answer = (
-            await client.get(f"/v1/tickets/{filed.ticket_id}", headers={"Authorization": "Bearer token-sim"})
-        ).json()
+        answer = (await client.get(f"/v1/tickets/{filed.ticket_id}", headers=ticketing.auth("sim-portal"))).json()
     assert answer["status"] == "accepted"  # the first filing stands
     assert [h["entry"] for h in answer["history"]] == ["accepted", "resubmission_refused"]

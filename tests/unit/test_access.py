@@ -50,7 +50,7 @@ def test_a_portals_group_grant_does_not_cover_another_portal_whose_id_extends_it
         g.name
         for g in portal_grants("lelang")
         if g.resource is Resource.GROUP
-        and ("portal-lelang-2.readers" == g.name or (g.prefixed and "portal-lelang-2.readers".startswith(g.name)))
+        and (g.name == "portal-lelang-2.readers" or (g.prefixed and "portal-lelang-2.readers".startswith(g.name)))
     ]
     assert covered == []
 

@@ -167,7 +167,22 @@ def jwts(draw: st.DrawFn) -> str:
     return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}.{_b64(signature)}"
 
 
-OPAQUE = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=12, max_size=64)
+# What a rendered line holds besides the values: keys in every spelling, words, hosts. A drawn
+# token that is part of it (hypothesis also draws the module's own strings, "nama_lengkap" say)
+# would be found in the line without having leaked, so none is drawn.
+LINE_TEXT = " ".join(
+    [
+        spelling.lower()
+        for key in [*PERSONAL_KEYS, *TEXT_KEYS, "context", "items", "value", "inner"]
+        for spelling in (key, key.upper(), key.title(), _camel(key), key.replace("_", "-"))
+    ]
+    + WORDS
+    + ["event", "service", "property", "level", "info", "timestamp", "[redacted]", "kpknl-room", "lang=id"]
+    + ["meet.example.go.id", "glv.example.id", "jitsi.kemenkeu.go.id"]
+)
+OPAQUE = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=12, max_size=64).filter(
+    lambda token: token.lower() not in LINE_TEXT
+)
 bearers = st.builds(lambda scheme, token: (f"{scheme} {token}", token), st.sampled_from(["Bearer", "bearer"]), OPAQUE)
 links = st.builds(
     lambda param, token, host: (f"https://{host}/KPKNL-room?{param}={token}&lang=id", token),
