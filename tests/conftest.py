@@ -3,6 +3,7 @@ namespace per test, and a ticketing service running in-process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -96,7 +97,16 @@ async def create_database(infra: Infra) -> str:
 async def drop_database(infra: Infra, url: str) -> None:
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        for attempt in range(50):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                # An autovacuum worker (the superuser's) is in it, which FORCE may not end for
+                # the test role: it finishes within moments.
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
     finally:
         await admin.close()
 

@@ -44,7 +44,7 @@ log = get_logger(__name__)
 JOBS = Counter("glv_jobs_total", "Job attempts by outcome", ["kind", "outcome"])
 JOBS_RUNNING = Gauge("glv_jobs_running", "Jobs this process is performing now")
 
-__all__ = ["Job", "JobFailed", "JobKind", "JobRequest", "JobRunner", "Periodic"]
+__all__ = ["Job", "JobDeferred", "JobFailed", "JobKind", "JobRequest", "JobRunner", "Periodic"]
 
 
 class JobFailed(Exception):
@@ -56,6 +56,16 @@ class JobFailed(Exception):
         self.reason = reason
         self.permanent = permanent
         self.retry_after_s = retry_after_s
+
+
+class JobDeferred(Exception):
+    """Raised by an effect that must not happen yet (a message held back by quiet hours):
+    the job runs again after `delay_s`, and this attempt does not count as one."""
+
+    def __init__(self, reason: str, *, delay_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_s = max(0.0, delay_s)
 
 
 async def _nothing(*_: object) -> None:
@@ -208,6 +218,13 @@ class JobRunner:
         try:
             # Outside any transaction: no connection is held while the effect runs.
             result = await asyncio.wait_for(kind.perform(job), timeout=kind.timeout_s)
+        except JobDeferred as exc:
+            async with self._db.unit_of_work() as uow:
+                if not await jobs_store.retry_later(uow.conn, job, delay_s=exc.delay_s, error=exc.reason, uncount=True):
+                    raise _Fenced from None
+            JOBS.labels(kind=kind.name, outcome="deferred").inc()
+            log.info("job deferred", job_id=job.id, delay_s=round(exc.delay_s, 2), reason=exc.reason)
+            return
         except JobFailed as exc:
             error, permanent, retry_after = exc.reason, exc.permanent, exc.retry_after_s
         except TimeoutError:

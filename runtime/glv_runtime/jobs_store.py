@@ -105,17 +105,29 @@ async def finish(conn: DbConnection, job: Job, *, status: str, result: JsonObjec
     return bool(done)
 
 
-async def retry_later(conn: DbConnection, job: Job, *, delay_s: float, error: str | None, reset: bool = False) -> bool:
-    """Put the job back for another attempt after `delay_s`; False when fenced out."""
+async def retry_later(
+    conn: DbConnection,
+    job: Job,
+    *,
+    delay_s: float,
+    error: str | None,
+    reset: bool = False,
+    uncount: bool = False,
+) -> bool:
+    """Put the job back for another attempt after `delay_s`; False when fenced out.
+    `reset`: its attempts start again from zero (periodic tasks); `uncount`: this attempt
+    does not count (a deferral)."""
     done = await conn.fetchval(
         "UPDATE glv_job SET status = 'pending', run_at = now() + make_interval(secs => $3), last_error = $4,"
-        "  attempts = CASE WHEN $5 THEN 0 ELSE attempts END, lease_token = NULL, lease_until = NULL"
+        "  attempts = CASE WHEN $5 THEN 0 WHEN $6 THEN greatest(attempts - 1, 0) ELSE attempts END,"
+        "  lease_token = NULL, lease_until = NULL"
         " WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING true",
         job.id,
         job.lease_token,
         delay_s,
         error,
         reset,
+        uncount,
     )
     return bool(done)
 

@@ -52,6 +52,8 @@ class ServiceSpec:
     # Topics read to their end on every start before anything else is consumed.
     restore_first: Sequence[Topic] = ()
     jobs: Sequence[JobKind] = ()
+    # Job kinds that need the service's database (made once it is open).
+    job_kinds: Callable[[Database], Sequence[JobKind]] = field(default=lambda _db: [])
     periodic: Sequence[Periodic] = ()
     routes: Callable[[Database], Sequence[BaseRoute]] = field(default=lambda _db: [])
 
@@ -129,7 +131,7 @@ class RunningService:
         self.relay.start()
         self.jobs = JobRunner(
             self.db,
-            self.spec.jobs,
+            [*self.spec.jobs, *self.spec.job_kinds(self.db)],
             [housekeeping(s), *self.spec.periodic],
             dsn=connector(s),
             poll_interval_s=s.job_poll_interval_s,

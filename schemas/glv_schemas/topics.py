@@ -44,6 +44,7 @@ class Service:
 DEPLOYED_SERVICES: tuple[Service, ...] = (
     Service("ticketing", "glv_ticketing", http_port=8081),
     Service("scheduler", "glv_scheduler", http_port=8082, loads_catalog=True),
+    Service("notifier", "glv_notifier", http_port=8083),
 )
 
 
@@ -176,7 +177,7 @@ CATALOG = Topic(
     name="glv.catalog",
     description="Offices and the services they offer; compacted, latest entry per office wins.",
     producers=("scheduler",),
-    consumers=("ticketing",),
+    consumers=("ticketing", "notifier"),
     events=(ev.OfficeCatalogUpdated, ev.OfficeCatalogUpdatedV2),
     key="office_code",
     partitions=1,

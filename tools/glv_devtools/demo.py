@@ -27,8 +27,11 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from glv_devtools.catalog import CATALOG_FILE
+from glv_devtools.gatewaysink import GatewaySink
+from glv_devtools.mailsink import MailSink
 from glv_devtools.portal import PortalClient, RawRecord, record_for, ticket
 from glv_devtools.probe import EventProbe, Seen
+from glv_notifier.settings import NotifierSettings
 from glv_runtime.onboarding import AdminSettings
 from glv_scheduler.__main__ import load_catalog
 from glv_scheduler.catalog import read_catalog
@@ -95,6 +98,8 @@ def build_filings(rng: random.Random, now: datetime) -> tuple[list[TicketFiled],
                 office_code=office,
                 service_code=service,
                 now=now,
+                # One in six has only a phone: the notifier tells them by WhatsApp, through the gateway.
+                email=i % 6 != 5,
             ).model_copy(update={"preferred_windows": [office_morning(office, now, rng.randint(3, 10))]})
         )
         expected[str(valid[-1].ticket_id)] = "accepted"
@@ -237,21 +242,35 @@ async def run_demo() -> int:
     namespace = await make_namespace(admin_dsn, run)
     os.environ.update(namespace)
     try:
-        return await demo_in(namespace)
+        return await demo_in(namespace, run)
     finally:
         await drop_namespace(admin_dsn, TicketingSettings().kafka_bootstrap_servers, run)
         say(f"demo databases and topics (run {run}) removed")
 
 
-async def demo_in(namespace: dict[str, str]) -> int:
+async def demo_in(namespace: dict[str, str], run: str) -> int:
+    # The notifier's real counterparts on 127.0.0.1: an SMTP server writing .eml files and an
+    # SMS/WhatsApp gateway recording what it receives.
+    mail_folder = Path(os.environ.get("GLV_STATE_DIR", "/var/tmp/glv")) / f"demo-mail-{run}"
+    async with MailSink(mail_folder) as mail, GatewaySink(mail_folder / "gateway.jsonl") as gateway:
+        say(f"a local SMTP server on 127.0.0.1:{mail.port} writes every message to {mail_folder}")
+        say(f"a local SMS/WhatsApp gateway on {gateway.generic_url} records what it receives")
+        return await demo_with(namespace, mail, gateway)
+
+
+async def demo_with(namespace: dict[str, str], mail: MailSink, gateway: GatewaySink) -> int:
     ticketing = TicketingSettings()
     scheduler = SchedulerSettings()
+    notifier = NotifierSettings(environment="development")
     prefix = ticketing.topic_prefix
     env = {
         **os.environ,
         **namespace,
         "GLV_TICKETING_LOG_LEVEL": "WARNING",
         "GLV_SCHEDULER_LOG_LEVEL": "WARNING",
+        "GLV_NOTIFIER_LOG_LEVEL": "WARNING",
+        "GLV_NOTIFIER_SMTP_PORT": str(mail.port),
+        "GLV_NOTIFIER_GATEWAY_URL": gateway.generic_url,
     }
     say(f"glv-ticketing portal onboard {PORTAL}: its intake and updates topics and its status-API token")
     admin = AdminSettings(kafka_bootstrap_servers=ticketing.kafka_bootstrap_servers, topic_prefix=prefix)
@@ -262,8 +281,10 @@ async def demo_in(namespace: dict[str, str]) -> int:
     try:
         processes.append(start_service("ticketing", env))
         processes.append(start_service("scheduler", env))
+        processes.append(start_service("notifier", env))
         await wait_ready("ticketing", ticketing.http_port, processes[0])
         await wait_ready("scheduler", scheduler.http_port, processes[1])
+        await wait_ready("notifier", notifier.http_port, processes[2])
         say("glv-scheduler load-catalog: offices, calendars and officers, published to the catalog topic")
         say(await load_catalog(scheduler, CATALOG_FILE))
         offices = read_catalog(CATALOG_FILE).offices
@@ -318,9 +339,12 @@ async def demo_in(namespace: dict[str, str]) -> int:
             await probe.wait_for(lambda seen: with_slot <= ids_of(seen, "glv.SlotReleased.v1"), 60)
             dlq_name = prefix + intake_dead_letter_topic("ticketing").name
             await probe.wait_for(lambda seen: sum(s.topic == dlq_name for s in seen[start_count:]) >= len(poison))
+            say("the notifier tells each stakeholder; waiting until every message due now is sent")
+            told = await messages_settled(notifier, probe, start_count)
             mine = list(probe.seen[start_count:])
         print_summary(mine, filings, poison, expected, decided_after)
         print_schedule(mine, {str(f.ticket_id): f for f in filings})
+        print_messages(mine, told, mail, gateway)
         scheduled = next(
             s.event.ticket_id
             for s in mine
@@ -336,6 +360,53 @@ async def demo_in(namespace: dict[str, str]) -> int:
         + ")"
     )
     return 0
+
+
+async def messages_settled(notifier: NotifierSettings, probe: EventProbe, start_count: int) -> dict[str, int]:
+    """Wait until the notifier has nothing due to send (reminders and quiet-hour messages wait
+    for their time) and the portal has heard of every message sent or failed; its counts."""
+    conn = await asyncpg.connect(notifier.dsn())
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            due = await conn.fetchval(
+                "SELECT count(*) FROM glv_job WHERE kind = 'deliver' AND status IN ('pending', 'running')"
+                " AND run_at <= now()"
+            )
+            counts = {
+                r["state"]: r["n"]
+                for r in await conn.fetch("SELECT state, count(*) AS n FROM notification GROUP BY state")
+            }
+            finished = counts.get("sent", 0) + counts.get("failed", 0)
+            heard = sum(
+                s.type in ("glv.NotificationSent.v1", "glv.NotificationFailed.v1") for s in probe.seen[start_count:]
+            )
+            if not due and counts and heard >= finished:
+                return counts
+            if time.monotonic() > deadline:
+                raise SystemExit(f"messages not settled in time: {counts}, {due} due")
+            await probe.poll()
+    finally:
+        await conn.close()
+
+
+def print_messages(seen: list[Seen], told: dict[str, int], mail: MailSink, gateway: GatewaySink) -> None:
+    """What the stakeholders were told, by purpose and channel, as the portal heard of it."""
+    sent = Counter((s.event.purpose, s.event.channel) for s in seen if s.type == "glv.NotificationSent.v1")
+    failed = Counter(s.event.purpose for s in seen if s.type == "glv.NotificationFailed.v1")
+    channels = ("email", "sms", "whatsapp")
+    print()
+    print(f"{'messages sent':<18}" + "".join(f"{c:>10}" for c in channels) + f"{'failed':>10}")
+    print("-" * 58)
+    for purpose in sorted({p for p, _ in sent} | set(failed)):
+        row = "".join(f"{sent[(purpose, c)]:>10}" for c in channels)
+        print(f"{purpose:<18}{row}{failed[purpose]:>10}")
+    waiting = told.get("queued", 0) + told.get("waiting", 0)
+    print(f"(later: {waiting} reminders and quiet-hour messages, sent at their time by the notifier's jobs)")
+    repeats = sum(count - 1 for count in mail.counts.values()) + sum(count - 1 for count in gateway.counts.values())
+    print(f"messages received twice by the mail server or the gateway: {repeats}")
+    print(f"the {len(mail.received)} e-mails (.eml, with their .ics invites) are in {mail.folder}")
+    print(f"the gateway's {len(gateway.requests)} requests are in {gateway.log_file}")
 
 
 def print_schedule(seen: list[Seen], filed: dict[str, TicketFiled]) -> None:
