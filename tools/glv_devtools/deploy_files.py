@@ -221,6 +221,63 @@ EXTRAS: dict[str, Extras] = {
             "    glv-scheduler officer-token issue OFFICER --purpose agenda"
         ),
     ),
+    "notifier": Extras(
+        settings=(
+            Setting(
+                "SMTP_HOST",
+                "smtp.glv.example.go.id",
+                compose_value="host.docker.internal",
+                configmap_comment="The office's mail submission server (the notifier sends e-mail through it).",
+            ),
+            Setting("SMTP_PORT", "587", compose_value="2525"),
+            Setting("SMTP_STARTTLS", "true", compose_value="false"),
+            Setting("SMTP_USERNAME", "glv-notifier", compose_value=""),
+            Setting(
+                "SMTP_PASSWORD",
+                "CHANGE-ME-smtp-password",
+                secret=True,
+                what="the SMTP password",
+                compose_value="",
+                optional=True,
+                secret_comment="The SMTP account's password (when SMTP_USERNAME is set), at least 32 characters.",
+            ),
+            Setting("MAIL_FROM", "GLV <no-reply@glv.example.go.id>"),
+            Setting(
+                "GATEWAY_URL",
+                "https://sms-gateway.glv.example.go.id/v1/messages",
+                compose_value="http://host.docker.internal:8099/v1/messages",
+                configmap_comment=(
+                    "The SMS/WhatsApp gateway: generic JSON POSTs, or the WhatsApp Cloud API\n"
+                    "(GATEWAY_FORMAT=whatsapp_cloud, URL .../v17.0/<phone-number-id>/messages)."
+                ),
+            ),
+            Setting("GATEWAY_FORMAT", "generic"),
+            Setting("PHONE_CHANNEL", "whatsapp"),
+            Setting(
+                "GATEWAY_TOKEN",
+                "CHANGE-ME-gateway-bearer-token",
+                secret=True,
+                what="the gateway's bearer token",
+                compose_value="",
+                secret_comment=(
+                    "The gateway's bearer token (Authorization: Bearer ...), at least 32 characters;\n"
+                    "the notifier refuses to start without it in production."
+                ),
+            ),
+        ),
+        deployment_comment=(
+            "The notifier: tells and reminds each stakeholder (e-mail with a calendar invite, WhatsApp or\n"
+            "SMS through the gateway), once per message, in Indonesian or English. It keeps the contact\n"
+            "book (personal data) only while a ticket still needs messages. Templates: the package's,\n"
+            "or an office's folder mounted and named by GLV_NOTIFIER_TEMPLATES_DIR."
+        ),
+        service_comment="/healthz, /readyz and /metrics only: nothing outside the cluster calls the notifier.",
+        compose_comment=(
+            "Development: mails and phone messages go to the local sinks run on the host, not to anyone:\n"
+            "  python -m glv_devtools.mailsink --folder /tmp/glv-mail --port 2525\n"
+            "  python -m glv_devtools.gatewaysink --port 8099"
+        ),
+    ),
 }
 
 

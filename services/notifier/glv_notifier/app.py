@@ -9,14 +9,17 @@ from datetime import UTC, datetime
 from glv_notifier import store
 from glv_notifier.delivery import Delivery
 from glv_notifier.handlers import NotifierUseCase
-from glv_notifier.render import check_templates
+from glv_notifier.render import TemplateProblems, check_templates
 from glv_notifier.settings import NotifierSettings, checked
 from glv_runtime.jobs import Periodic
+from glv_runtime.logs import get_logger
+from glv_runtime.secrets import InsecureSecret
 from glv_runtime.service import ServiceSpec, run_until_signalled
 from glv_runtime.unit_of_work import Database
 from glv_schemas.topics import CATALOG
 
 SERVICE = "notifier"
+log = get_logger(__name__)
 
 
 def forget_contacts(settings: NotifierSettings, clock: Callable[[], datetime]) -> Periodic:
@@ -24,12 +27,14 @@ def forget_contacts(settings: NotifierSettings, clock: Callable[[], datetime]) -
 
     async def run(db: Database) -> None:
         async with db.unit_of_work() as uow:
-            await store.forget_contacts(
+            forgotten = await store.forget(
                 uow.conn,
                 clock(),
                 closed_days=settings.contact_retention_days,
                 undecided_hours=settings.undecided_contact_retention_h,
             )
+        if any(forgotten.values()):
+            log.info("forgotten what no message needs", **forgotten)
 
     return Periodic("forget-contacts", settings.forget_interval_s, run)
 
@@ -54,4 +59,8 @@ def build_spec(
 
 
 def main() -> None:
-    asyncio.run(run_until_signalled(build_spec()))
+    try:
+        spec = build_spec()
+    except (InsecureSecret, TemplateProblems) as refused:
+        raise SystemExit(f"glv-notifier refuses to start: {refused}") from None
+    asyncio.run(run_until_signalled(spec))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -23,6 +24,7 @@ from glv_notifier.gateway import GatewaySender, GatewaySettings, PhoneMessage
 from glv_notifier.handlers import DELIVER
 from glv_notifier.invite import invite
 from glv_notifier.messages import WITH_INVITE, Channel, MessageFacts, Purpose, Rendered
+from glv_notifier.plans import TicketState
 from glv_notifier.ratelimit import TokenBucket
 from glv_notifier.render import REQUIRED, render
 from glv_notifier.settings import NotifierSettings
@@ -102,10 +104,9 @@ class Delivery:
         if pending:
             # The acceptance (with the code) or the catalog entry is on its way on another topic.
             raise JobFailed("facts_not_yet_known: " + ", ".join(pending))
-        if facts.purpose is Purpose.REMINDER and not (
-            ticket.slot_active and facts.session is not None and ticket.slot_id == facts.session.slot_id
-        ):
-            return {"skipped": "slot_changed"}  # cancelled or moved since: a reminder of it would mislead
+        stale = self._stale(facts, ticket)
+        if stale is not None:
+            return {"skipped": stale}
         try:
             rendered = render(facts, templates_dir=self._templates)
         except ValueError as exc:
@@ -142,6 +143,17 @@ class Delivery:
             return {"channel": channel, "sent_at": self._clock().isoformat()}
         raise JobFailed("every_channel_refused", permanent=True)
 
+    def _stale(self, facts: MessageFacts, ticket: TicketState) -> str | None:
+        """Why a message about a slot would now mislead (it was sent late, or the slot changed),
+        or None. The message about the new slot, or the cancellation, is planned on its own."""
+        if facts.purpose not in (Purpose.INVITATION, Purpose.RESCHEDULED, Purpose.REMINDER) or facts.session is None:
+            return None
+        if ticket.slot_id != facts.session.slot_id or not ticket.slot_active:
+            return "slot_changed"
+        if facts.purpose is Purpose.REMINDER and self._clock() >= facts.session.starts_at:
+            return "session_started"  # the notifier was down when it was due
+        return None
+
     async def _send(
         self,
         channel: Channel,
@@ -157,7 +169,8 @@ class Delivery:
                 method: Literal["REQUEST", "CANCEL"] = "CANCEL" if facts.purpose is Purpose.CANCELLED else "REQUEST"
                 ics = invite(
                     facts,
-                    organizer_email=self._smtp.from_address,
+                    # The bare address: a calendar ORGANIZER is mailto:<address>, no display name.
+                    organizer_email=parseaddr(self._smtp.from_address)[1],
                     attendee_email=contact["email"],
                     method=method,
                     now=self._clock(),

@@ -163,7 +163,11 @@ def smtp_failure(exc: Exception) -> JobFailed:
         return JobFailed(f"SMTP recipient refused: {details}", permanent=bool(codes) and min(codes) >= 500)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         stage = _STAGES.get(type(exc), "server answered")
-        return JobFailed(f"SMTP {stage}: {_code(exc)}", permanent=500 <= exc.code < 600)
+        # Only a refusal of this recipient or this message is a verdict on the message. A refused
+        # login, sender or greeting is our configuration (or the server's state): retried, so that
+        # a wrong password does not fail, or divert to the phone, every message meanwhile.
+        about_the_message = isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError)
+        return JobFailed(f"SMTP {stage}: {_code(exc)}", permanent=about_the_message and 500 <= exc.code < 600)
     if isinstance(exc, TimeoutError):  # aiosmtplib's timeouts are TimeoutErrors too
         return JobFailed("SMTP server timed out")
     if isinstance(exc, aiosmtplib.SMTPNotSupported):

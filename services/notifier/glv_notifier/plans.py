@@ -161,8 +161,11 @@ def plan(event: Any, state: TicketState, now: datetime, reminder_leads_min: list
         case ev.SchedulingFailed():
             if state.slot_active:
                 return Plan(state)  # a reschedule found nothing: the slot the person has stands
+            state.closed_at = now
             return Plan(state, [_planned(state, Purpose.UNSCHEDULABLE, reasons=[event.reason])])
         case ev.SessionHeld():
+            # The archive's word may follow: the contact stays for the retention after this.
+            state.closed_at = now
             return Plan(state, [_planned(state, Purpose.HELD, distinct=str(event.session_id), session=state.session())])
         case ev.SessionMissed():
             state.closed_at = now

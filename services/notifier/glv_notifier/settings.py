@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from glv_runtime.secrets import check_secret, env_name
@@ -46,7 +46,9 @@ class NotifierSettings(ServiceSettings):
     quiet_end_hour: int = Field(default=6, ge=0, le=23)
 
     # Reminders, in minutes before the session (24 hours and 1 hour by default).
-    reminder_leads_min: list[int] = Field(default_factory=lambda: [24 * 60, 60])
+    reminder_leads_min: list[Annotated[int, Field(gt=0, le=30 * 24 * 60)]] = Field(
+        default_factory=lambda: [24 * 60, 60], max_length=5
+    )
 
     # An office's own templates; the package's folder when unset (glv_notifier/templates).
     templates_dir: Path | None = None
@@ -57,8 +59,18 @@ class NotifierSettings(ServiceSettings):
     undecided_contact_retention_h: int = Field(default=48, gt=0)
     forget_interval_s: float = Field(default=3600.0, gt=0)
 
-    # A delivery is tried this many times (with backoff) before it fails for good.
-    delivery_max_attempts: int = Field(default=8, gt=0, le=50)
+    @model_validator(mode="after")
+    def _channels_agree(self) -> NotifierSettings:
+        if self.gateway_format == "whatsapp_cloud" and self.phone_channel == "sms":
+            raise ValueError(
+                "the WhatsApp Cloud API sends no SMS: set PHONE_CHANNEL=whatsapp or GATEWAY_FORMAT=generic"
+            )
+        return self
+
+    # A delivery is tried this many times (backoff doubling from DELIVERY_BACKOFF_S up to 10
+    # minutes) before it fails for good: about an hour, so an SMTP or gateway outage of that
+    # length loses nothing.
+    delivery_max_attempts: int = Field(default=12, gt=0, le=50)
     delivery_backoff_s: float = Field(default=5.0, gt=0)
 
 

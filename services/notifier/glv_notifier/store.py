@@ -40,21 +40,63 @@ async def contact_of(conn: DbConnection, ticket_id: UUID) -> dict[str, Any] | No
     return dict(row) if row is not None else None
 
 
-async def forget_contacts(conn: DbConnection, now: datetime, *, closed_days: int, undecided_hours: int) -> int:
-    """Contacts no message needs any more: of tickets closed `closed_days` ago with nothing
-    left to send, of rejected tickets once told, and of filings never decided."""
-    status: str = await conn.execute(
-        "DELETE FROM contact c WHERE NOT EXISTS ("
-        "   SELECT 1 FROM notification n WHERE n.ticket_id = c.ticket_id AND n.state IN ('waiting', 'queued'))"
-        " AND (EXISTS ("
-        "   SELECT 1 FROM ticket t WHERE t.ticket_id = c.ticket_id AND (t.decision = 'rejected'"
-        "    OR t.closed_at < $1::timestamptz - make_interval(days => $2)))"
-        "  OR (c.stored_at < $1::timestamptz - make_interval(hours => $3) AND NOT EXISTS ("
-        "   SELECT 1 FROM ticket t WHERE t.ticket_id = c.ticket_id AND t.decision IS NOT NULL)))",
-        now,
-        closed_days,
-        undecided_hours,
+async def forget(conn: DbConnection, now: datetime, *, closed_days: int, undecided_hours: int) -> dict[str, int]:
+    """What no message needs any more: contacts of tickets closed `closed_days` ago (or rejected,
+    once told) with nothing left to send, of filings never decided within `undecided_hours`;
+    messages that waited that long for a contact that never came; and the records of tickets
+    closed `closed_days` ago (their messages, attempts and join links)."""
+    forgotten = {}
+    forgotten["contacts"] = _count(
+        await conn.execute(
+            "DELETE FROM contact c WHERE NOT EXISTS ("
+            "   SELECT 1 FROM notification n WHERE n.ticket_id = c.ticket_id AND n.state IN ('waiting', 'queued'))"
+            " AND (EXISTS ("
+            "   SELECT 1 FROM ticket t WHERE t.ticket_id = c.ticket_id AND (t.decision = 'rejected'"
+            "    OR t.closed_at < $1::timestamptz - make_interval(days => $2)))"
+            "  OR (c.stored_at < $1::timestamptz - make_interval(hours => $3) AND NOT EXISTS ("
+            "   SELECT 1 FROM ticket t WHERE t.ticket_id = c.ticket_id AND t.decision IS NOT NULL)))",
+            now,
+            closed_days,
+            undecided_hours,
+        )
     )
+    forgotten["never_told"] = _count(
+        await conn.execute(
+            "UPDATE notification SET state = 'skipped', reason = 'no_contact', finished_at = $1"
+            " WHERE state = 'waiting' AND created_at < $1::timestamptz - make_interval(hours => $2)",
+            now,
+            undecided_hours,
+        )
+    )
+    closed = "SELECT ticket_id FROM ticket WHERE closed_at < $1::timestamptz - make_interval(days => $2)"
+    forgotten["attempts"] = _count(
+        await conn.execute(
+            "DELETE FROM delivery_attempt a USING notification n WHERE a.notification_id = n.notification_id"
+            f" AND n.state NOT IN ('waiting', 'queued') AND n.ticket_id IN ({closed})",
+            now,
+            closed_days,
+        )
+    )
+    forgotten["messages"] = _count(
+        await conn.execute(
+            f"DELETE FROM notification WHERE state NOT IN ('waiting', 'queued') AND ticket_id IN ({closed})",
+            now,
+            closed_days,
+        )
+    )
+    forgotten["tickets"] = _count(
+        await conn.execute(
+            "DELETE FROM ticket t WHERE t.closed_at < $1::timestamptz - make_interval(days => $2)"
+            " AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.ticket_id = t.ticket_id)"
+            " AND NOT EXISTS (SELECT 1 FROM contact c WHERE c.ticket_id = t.ticket_id)",
+            now,
+            closed_days,
+        )
+    )
+    return forgotten
+
+
+def _count(status: str) -> int:
     return int(status.rsplit(maxsplit=1)[-1])
 
 

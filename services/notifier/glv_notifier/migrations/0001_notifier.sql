@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS contact (
 -- What the notifier knows of a ticket from ticketing's and the scheduler's events.
 CREATE TABLE IF NOT EXISTS ticket (
     ticket_id     uuid PRIMARY KEY,
-    decision      text,            -- accepted | rejected; NULL until ticketing decides
+    decision      text,            -- accepted | rejected | cancelled; NULL until decided
     ticket_code   text,
     office_code   text,
     service_code  text,
