@@ -25,7 +25,9 @@ this module exists for; the rest is one table and three statements.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -81,12 +83,17 @@ class JobKind:
     succeeded: Callable[[UnitOfWork, Job, JsonObject], Awaitable[None]] = _nothing
     failed: Callable[[UnitOfWork, Job, str], Awaitable[None]] = _nothing
     timeout_s: float = 30.0
+    # At most this many of this kind in flight in one process (None: the runner's limit). A
+    # kind whose effect cannot be taken back (a message sent) may want 1: a process killed
+    # between the receiver's acceptance and the recorded outcome then repeats at most one.
+    concurrency: int | None = None
     max_attempts: int = 8
     backoff_base_s: float = 1.0
     backoff_max_s: float = 600.0
 
     def backoff(self, attempt: int) -> float:
-        # Full jitter: replicas retrying the same receiver do not stampede it together.
+        # Jitter (each wait between half and all of its ceiling): replicas retrying the same
+        # receiver do not stampede it together.
         ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
@@ -133,6 +140,7 @@ class JobRunner:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._running_by_kind: collections.Counter[str] = collections.Counter()
 
     @property
     def kinds(self) -> list[str]:
@@ -186,15 +194,27 @@ class JobRunner:
         free = self._concurrency - len(self._running)
         if free <= 0:
             return 0
-        leases = {k.name: k.timeout_s + self._lease_margin_s for k in self._kinds.values()}
-        leases |= {p.kind: p.timeout_s + self._lease_margin_s for p in self._periodic.values()}
+        margin = self._lease_margin_s
+        leases = {k.name: k.timeout_s + margin for k in self._kinds.values() if k.concurrency is None}
+        leases |= {p.kind: p.timeout_s + margin for p in self._periodic.values()}
         async with self._db.pool.acquire() as conn:
-            jobs = await jobs_store.claim_due(conn, leases, free)
+            jobs = await jobs_store.claim_due(conn, leases, free) if leases else []
+            for kind in self._kinds.values():
+                if kind.concurrency is None:
+                    continue
+                room = min(free - len(jobs), kind.concurrency - self._running_by_kind[kind.name])
+                if room > 0:
+                    jobs += await jobs_store.claim_due(conn, {kind.name: kind.timeout_s + margin}, room)
         for job in jobs:
             task = asyncio.create_task(self._execute(job), name=f"job-{job.kind}-{job.id}")
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running_by_kind[job.kind] += 1
+            task.add_done_callback(functools.partial(self._done, job.kind))
         return len(jobs)
+
+    def _done(self, kind: str, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._running_by_kind[kind] -= 1
 
     async def _execute(self, job: Job) -> None:
         JOBS_RUNNING.inc()

@@ -160,7 +160,9 @@ def test_smtp_codes_decide_permanence_and_the_address_stays_out() -> None:
     assert failure.permanent and failure.reason == "SMTP recipient refused: 550 5.1.1"
     greylisted = aiosmtplib.SMTPRecipientRefused(450, f"4.2.0 <{ADDRESS}>: greylisted", ADDRESS)
     assert not smtp_failure(aiosmtplib.SMTPRecipientsRefused([greylisted])).permanent
-    assert smtp_failure(aiosmtplib.SMTPSenderRefused(553, "5.7.1 no", "glv@notifier.glv")).permanent
+    # Our sender, our login: configuration to fix, retried rather than a verdict on the message.
+    assert not smtp_failure(aiosmtplib.SMTPSenderRefused(553, "5.7.1 no", "glv@notifier.glv")).permanent
+    assert not smtp_failure(aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials")).permanent
     assert smtp_failure(aiosmtplib.SMTPDataError(554, "5.6.0 bad")).permanent
     assert not smtp_failure(aiosmtplib.SMTPDataError(451, "4.3.0 later")).permanent
     assert not smtp_failure(aiosmtplib.SMTPReadTimeoutError("timed out")).permanent

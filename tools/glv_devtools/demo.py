@@ -355,7 +355,7 @@ async def demo_with(namespace: dict[str, str], mail: MailSink, gateway: GatewayS
         # Stop the children before printing anything: a closed stdout must not leave them running.
         stop_services(processes)
     say(
-        "ticketing and scheduler stopped with SIGTERM (exit codes "
+        "ticketing, the scheduler and the notifier stopped with SIGTERM (exit codes "
         + ", ".join(str(p.returncode) for p in processes)
         + ")"
     )

@@ -81,6 +81,7 @@ class Delivery:
             succeeded=self.succeeded,
             failed=self.failed,
             timeout_s=max(self._settings.smtp_timeout_s, self._settings.gateway_timeout_s) * 2 + 10,
+            concurrency=self._settings.delivery_concurrency,
             max_attempts=self._settings.delivery_max_attempts,
             backoff_base_s=self._settings.delivery_backoff_s,
         )

@@ -130,6 +130,7 @@ def plan(event: Any, state: TicketState, now: datetime, reminder_leads_min: list
             previous = state.slot_id if state.slot_active else None
             purpose = Purpose.RESCHEDULED if (event.replaces_slot_id or state.slot_id) else Purpose.INVITATION
             state.slot_id, state.slot_active, state.slot_sequence = event.slot_id, True, state.slot_sequence + 1
+            state.closed_at = None  # a session ahead: its contact is needed again (after a waitlist)
             state.starts_at, state.ends_at, state.zone = event.starts_at, event.ends_at, event.office_zone
             state.join_url = str(event.meeting.join_url)
             state.office_code, state.service_code = event.office_code, event.service_code

@@ -68,9 +68,14 @@ class NotifierSettings(ServiceSettings):
         return self
 
     # A delivery is tried this many times (backoff doubling from DELIVERY_BACKOFF_S up to 10
-    # minutes) before it fails for good: about an hour, so an SMTP or gateway outage of that
-    # length loses nothing.
+    # minutes, each wait between half and all of that) before it fails for good: 25 to 50
+    # minutes, so an SMTP or gateway outage shorter than that loses nothing.
     delivery_max_attempts: int = Field(default=12, gt=0, le=50)
+    # Messages one process sends at a time. 1: a process killed after a server accepted a message
+    # and before the notifier recorded it repeats at most that one message (with the same
+    # Message-ID or Idempotency-Key). Raise it for throughput, and that bound with it; replicas
+    # add throughput without weakening it.
+    delivery_concurrency: int = Field(default=1, gt=0, le=64)
     delivery_backoff_s: float = Field(default=5.0, gt=0)
 
 
