@@ -178,6 +178,8 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before claiming: a wake-up while claiming (a commit, a job done) is kept.
+            self._wake.clear()
             try:
                 claimed = await self.run_once()
             except Exception as exc:
@@ -185,7 +187,6 @@ class JobRunner:
                 claimed = 0
             if claimed:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
 
@@ -215,6 +216,8 @@ class JobRunner:
     def _done(self, kind: str, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._running_by_kind[kind] -= 1
+        # A slot is free: claim the next due job now rather than at the next poll.
+        self._wake.set()
 
     async def _execute(self, job: Job) -> None:
         JOBS_RUNNING.inc()

@@ -382,6 +382,11 @@ async def messages_settled(notifier: NotifierSettings, probe: EventProbe, start_
                 s.type in ("glv.NotificationSent.v1", "glv.NotificationFailed.v1") for s in probe.seen[start_count:]
             )
             if not due and counts and heard >= finished:
+                counts["held_by_quiet_hours"] = await conn.fetchval(
+                    "SELECT count(*) FROM notification n WHERE n.state = 'queued' AND EXISTS ("
+                    " SELECT 1 FROM delivery_attempt a WHERE a.notification_id = n.notification_id"
+                    " AND a.outcome = 'deferred')"
+                )
                 return counts
             if time.monotonic() > deadline:
                 raise SystemExit(f"messages not settled in time: {counts}, {due} due")
@@ -401,8 +406,10 @@ def print_messages(seen: list[Seen], told: dict[str, int], mail: MailSink, gatew
     for purpose in sorted({p for p, _ in sent} | set(failed)):
         row = "".join(f"{sent[(purpose, c)]:>10}" for c in channels)
         print(f"{purpose:<18}{row}{failed[purpose]:>10}")
-    waiting = told.get("queued", 0) + told.get("waiting", 0)
-    print(f"(later: {waiting} reminders and quiet-hour messages, sent at their time by the notifier's jobs)")
+    held = told.get("held_by_quiet_hours", 0)
+    later = told.get("queued", 0) + told.get("waiting", 0) - held
+    print(f"later, by the notifier's jobs: {later} reminders (24 h and 1 h before each session)")
+    print(f"held until 06:00 office time (no SMS or WhatsApp at night): {held}")
     repeats = sum(count - 1 for count in mail.counts.values()) + sum(count - 1 for count in gateway.counts.values())
     print(f"messages received twice by the mail server or the gateway: {repeats}")
     print(f"the {len(mail.received)} e-mails (.eml, with their .ics invites) are in {mail.folder}")
