@@ -27,7 +27,9 @@ def status_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
             portal_id = await store.portal_for_token(conn, token_hash(token)) if token else None
             if portal_id is None:
                 return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-            ticket = await store.find_ticket(conn, ticket_id=ticket_id, code=code)
+            # One snapshot: the status and the history it came from, never one without the other.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                ticket = await store.find_ticket(conn, ticket_id=ticket_id, code=code)
         if ticket is None or ticket["portal_id"] != portal_id:
             return JSONResponse({"error": "not_found"}, status_code=404)
         return JSONResponse(ticket)
