@@ -110,6 +110,13 @@ Applier = Callable[[UnitOfWork, Sequence[Inbound]], Awaitable[None]]
 """A service's use case: apply these events in the open unit of work."""
 
 
+def record_key(event: BaseModel, field: str) -> str:
+    """The key an event's record must have: its topic's key field, or (an event about no one
+    ticket, such as an erasure request) what its own `record_key()` says."""
+    own = getattr(event, "record_key", None)
+    return str(own()) if callable(own) else str(getattr(event, field))
+
+
 def check_key(delivery: Delivery, expected: str) -> None:
     """A ticket's events are keyed by its id: one keyed otherwise could overtake or be
     overtaken by the ticket's other events on another partition."""
@@ -159,7 +166,7 @@ def decode(delivery: Delivery) -> Inbound:
     if not topic.names(delivery.topic):
         # Each type has one producer and one topic: a SlotAssigned on a portal's topic is forged.
         raise PermanentFailure("wrong_topic", f"{cloud_event.type} belongs on {topic.name}")
-    check_key(delivery, str(getattr(event, topic.key)))
+    check_key(delivery, record_key(event, topic.key))
     portal_id = topic.portal_in(delivery.topic)
     if portal_id is not None:
         check_portal(portal_id, getattr(event, "portal_id", None))

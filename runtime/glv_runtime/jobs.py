@@ -87,6 +87,10 @@ class JobKind:
     # kind whose effect cannot be taken back (a message sent) may want 1: a process killed
     # between the receiver's acceptance and the recorded outcome then repeats at most one.
     concurrency: int | None = None
+    # A long effect (a download of hours) holds a short lease and renews it every third of
+    # it while it runs, so that a killed worker's job is taken over after about `lease_s`
+    # rather than after `timeout_s`. None: the lease is the timeout (and a margin).
+    lease_s: float | None = None
     max_attempts: int = 8
     backoff_base_s: float = 1.0
     backoff_max_s: float = 600.0
@@ -96,6 +100,9 @@ class JobKind:
         # receiver do not stampede it together.
         ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
+
+    def lease(self, margin_s: float) -> float:
+        return self.lease_s if self.lease_s is not None else self.timeout_s + margin_s
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,7 @@ class JobRunner:
         if free <= 0:
             return 0
         margin = self._lease_margin_s
-        leases = {k.name: k.timeout_s + margin for k in self._kinds.values() if k.concurrency is None}
+        leases = {k.name: k.lease(margin) for k in self._kinds.values() if k.concurrency is None}
         leases |= {p.kind: p.timeout_s + margin for p in self._periodic.values()}
         async with self._db.pool.acquire() as conn:
             jobs = await jobs_store.claim_due(conn, leases, free) if leases else []
@@ -205,7 +212,7 @@ class JobRunner:
                     continue
                 room = min(free - len(jobs), kind.concurrency - self._running_by_kind[kind.name])
                 if room > 0:
-                    jobs += await jobs_store.claim_due(conn, {kind.name: kind.timeout_s + margin}, room)
+                    jobs += await jobs_store.claim_due(conn, {kind.name: kind.lease(margin)}, room)
         for job in jobs:
             task = asyncio.create_task(self._execute(job), name=f"job-{job.kind}-{job.id}")
             self._running.add(task)
@@ -240,7 +247,7 @@ class JobRunner:
         permanent = False
         try:
             # Outside any transaction: no connection is held while the effect runs.
-            result = await asyncio.wait_for(kind.perform(job), timeout=kind.timeout_s)
+            result = await self._perform(kind, job)
         except JobDeferred as exc:
             async with self._db.unit_of_work() as uow:
                 if not await jobs_store.retry_later(uow.conn, job, delay_s=exc.delay_s, error=exc.reason, uncount=True):
@@ -250,6 +257,8 @@ class JobRunner:
             return
         except JobFailed as exc:
             error, permanent, retry_after = exc.reason, exc.permanent, exc.retry_after_s
+        except _Fenced:
+            raise
         except TimeoutError:
             error = f"timed out after {kind.timeout_s:g} s"
         except Exception as exc:
@@ -275,6 +284,30 @@ class JobRunner:
             await kind.failed(uow, job, error)
         JOBS.labels(kind=kind.name, outcome="failed").inc()
         log.warning("job failed for good", job_id=job.id, attempts=job.attempt, error=error)
+
+    async def _perform(self, kind: JobKind, job: Job) -> JsonObject:
+        effect = asyncio.wait_for(kind.perform(job), timeout=kind.timeout_s)
+        if kind.lease_s is None:
+            return await effect
+        performing = asyncio.ensure_future(effect)
+        try:
+            while True:
+                done, _ = await asyncio.wait({performing}, timeout=kind.lease_s / 3)
+                if done:
+                    return performing.result()
+                try:
+                    async with self._db.pool.acquire() as conn:
+                        renewed = await jobs_store.renew_lease(conn, job, kind.lease_s)
+                except Exception as exc:  # the database is away: go on; if the lease lapses, the record is fenced
+                    log.warning("job lease not renewed", job_id=job.id, error=repr(exc))
+                    continue
+                if not renewed:  # a successor took the job over: stop doing its work
+                    raise _Fenced
+        finally:
+            if not performing.done():
+                performing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await performing
 
     async def _run_periodic(self, task: Periodic, job: Job) -> None:
         try:

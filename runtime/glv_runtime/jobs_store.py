@@ -105,6 +105,18 @@ async def finish(conn: DbConnection, job: Job, *, status: str, result: JsonObjec
     return bool(done)
 
 
+async def renew_lease(conn: DbConnection, job: Job, lease_s: float) -> bool:
+    """Extend a running job's lease; False when it was lost (a successor owns the job)."""
+    done = await conn.fetchval(
+        "UPDATE glv_job SET lease_until = now() + make_interval(secs => $3)"
+        " WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING true",
+        job.id,
+        job.lease_token,
+        lease_s,
+    )
+    return bool(done)
+
+
 async def retry_later(
     conn: DbConnection,
     job: Job,

@@ -75,6 +75,28 @@ class CancellationRequested(Event):
     requested_at: UtcInstant
 
 
+class ErasureRequested(Model):
+    """A portal asks GLV to erase what it archived of one of its stakeholders (UU PDP art. 8).
+
+    Not about one ticket, so not an `Event`: keyed by the portal and the stakeholder."""
+
+    event_name: ClassVar[str] = "ErasureRequested"
+    version: ClassVar[int] = 1
+
+    request_id: UUID
+    portal_id: Slug
+    stakeholder_ref: Annotated[str, Field(min_length=1, max_length=128, description="The portal's id of the person")]
+    requested_at: UtcInstant
+
+    @classmethod
+    def event_type(cls) -> str:
+        return f"glv.{cls.event_name}.v{cls.version}"
+
+    def record_key(self) -> str:
+        """Its records' key: one stakeholder's requests stay in order on one partition."""
+        return f"{self.portal_id}/{self.stakeholder_ref}"
+
+
 class RescheduleRequested(Event):
     """A portal asks for a new slot inside new preferred windows."""
 
@@ -146,6 +168,14 @@ class RescheduleApproved(Event):
     office_code: OfficeCode
     service_code: Slug
     preferred_windows: list[TimeWindow]
+    approved_at: UtcInstant
+
+
+class ErasureApproved(ErasureRequested):
+    """Ticketing checked an ErasureRequested (its portal is the topic's); the archive acts on it."""
+
+    event_name: ClassVar[str] = "ErasureApproved"
+
     approved_at: UtcInstant
 
 
@@ -270,6 +300,34 @@ class ArchiveFailed(Event):
     failed_at: UtcInstant
 
 
+class ArtifactProblem(Model):
+    kind: ArtifactKind
+    reason: Slug
+    detail: Annotated[str, Field(max_length=500, description="Human words; never a URL's query")] = ""
+
+
+class ArchiveFailedV2(ArchiveFailed):
+    """v2 says which artifacts are missing or corrupt and why (a v1 reader would refuse the
+    new field: hence a new version)."""
+
+    version: ClassVar[int] = 2
+
+    problems: Annotated[list[ArtifactProblem], Field(min_length=1, max_length=100)]
+
+
+class ArchiveErased(Event):
+    """What the archive erased of one ticket's sessions for an erasure request (or a purge at
+    the end of retention): data keys destroyed, blobs deleted."""
+
+    event_name = "ArchiveErased"
+
+    request_id: UUID | None = Field(description="The ErasureRequested's, or null for a retention purge")
+    cause: Literal["erasure_request", "retention"]
+    sessions: Annotated[int, Field(ge=0)]
+    objects: Annotated[int, Field(ge=0)]
+    erased_at: UtcInstant
+
+
 # ------------------------------------------------------------------- notifier ->
 
 
@@ -370,10 +428,18 @@ TICKET_EVENTS: tuple[type[Event], ...] = (
     SessionMissed,
     RecordingArchived,
     ArchiveFailed,
+    ArchiveFailedV2,
+    ArchiveErased,
     NotificationSent,
     NotificationFailed,
 )
 
-EventModel = type[Event] | type[OfficeCatalogUpdated]
-ALL_EVENTS: tuple[EventModel, ...] = (*TICKET_EVENTS, OfficeCatalogUpdated, OfficeCatalogUpdatedV2)
+EventModel = type[Event] | type[OfficeCatalogUpdated] | type[ErasureRequested]
+ALL_EVENTS: tuple[EventModel, ...] = (
+    *TICKET_EVENTS,
+    OfficeCatalogUpdated,
+    OfficeCatalogUpdatedV2,
+    ErasureRequested,
+    ErasureApproved,
+)
 EVENTS_BY_TYPE: dict[str, EventModel] = {model.event_type(): model for model in ALL_EVENTS}

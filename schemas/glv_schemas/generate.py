@@ -287,7 +287,10 @@ def _key_schema(topic: Topic) -> JsonObject:
     if not topic.events:
         return {"description": "The original message's key, unchanged."}
     key_schemas = []
-    for model in topic.events:
+    # Events about no one ticket (an erasure request) are keyed otherwise: said in their docs.
+    keyed = [m for m in topic.events if topic.key in m.model_json_schema(mode="validation")["properties"]]
+    others = [m.event_name for m in topic.events if m not in keyed]
+    for model in keyed:
         prop = dict(model.model_json_schema(mode="validation")["properties"][topic.key])
         prop.pop("title", None)
         key_schemas.append(prop)
@@ -297,6 +300,8 @@ def _key_schema(topic: Topic) -> JsonObject:
     key["description"] = (
         f"The event's {topic.key} as UTF-8 text, so that all events of one {topic.key} stay in order on one partition."
     )
+    if others:
+        key["description"] += f" {', '.join(others)}: '<portal_id>/<stakeholder_ref>'."
     return {name: _sorted(key[name]) for name in sorted(key)}
 
 

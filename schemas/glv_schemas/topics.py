@@ -45,6 +45,7 @@ DEPLOYED_SERVICES: tuple[Service, ...] = (
     Service("ticketing", "glv_ticketing", http_port=8081),
     Service("scheduler", "glv_scheduler", http_port=8082, loads_catalog=True),
     Service("notifier", "glv_notifier", http_port=8083),
+    Service("archive", "glv_archive", http_port=8084),
 )
 
 
@@ -133,7 +134,7 @@ PORTAL_TICKETS = Topic(
     ),
     producers=("portals",),
     consumers=("ticketing", "notifier"),
-    events=(ev.TicketFiled, ev.CancellationRequested, ev.RescheduleRequested),
+    events=(ev.TicketFiled, ev.CancellationRequested, ev.RescheduleRequested, ev.ErasureRequested),
     # Filings carry personal data: kept a week, long enough to replay after an outage.
     config={"retention.ms": str(7 * DAY_MS)},
     per_portal=True,
@@ -142,7 +143,7 @@ TICKETING_EVENTS = Topic(
     name="glv.ticketing.events",
     description="Ticketing's decisions on what portals filed.",
     producers=("ticketing",),
-    consumers=("scheduler", "notifier"),
+    consumers=("scheduler", "notifier", "archive"),
     events=(
         ev.TicketAccepted,
         ev.TicketRejected,
@@ -150,6 +151,7 @@ TICKETING_EVENTS = Topic(
         ev.CancellationRefused,
         ev.RescheduleApproved,
         ev.RescheduleRefused,
+        ev.ErasureApproved,
     ),
 )
 SCHEDULER_EVENTS = Topic(
@@ -171,13 +173,13 @@ ARCHIVE_EVENTS = Topic(
     description="Where a session's recordings and chat were archived, or why they were not.",
     producers=("archive",),
     consumers=("ticketing", "notifier"),
-    events=(ev.RecordingArchived, ev.ArchiveFailed),
+    events=(ev.RecordingArchived, ev.ArchiveFailed, ev.ArchiveFailedV2, ev.ArchiveErased),
 )
 CATALOG = Topic(
     name="glv.catalog",
     description="Offices and the services they offer; compacted, latest entry per office wins.",
     producers=("scheduler",),
-    consumers=("ticketing", "notifier"),
+    consumers=("ticketing", "notifier", "archive"),
     events=(ev.OfficeCatalogUpdated, ev.OfficeCatalogUpdatedV2),
     key="office_code",
     partitions=1,

@@ -278,6 +278,89 @@ EXTRAS: dict[str, Extras] = {
             "  python -m glv_devtools.gatewaysink --port 8099"
         ),
     ),
+    "archive": Extras(
+        settings=(
+            Setting(
+                "STORE_URL",
+                "s3://glv-archive/recordings",
+                compose_value="file:///var/tmp/glv/archive",
+                configmap_comment=(
+                    "Where the encrypted recordings go: s3://bucket/prefix (AWS S3, MinIO, Ceph...) in\n"
+                    "production; file:///path for one host. Give the bucket an AbortIncompleteMultipartUpload\n"
+                    "lifecycle rule (a killed upload leaves invisible parts behind)."
+                ),
+                compose_comment="Development: a folder in the container, gone with it. Use S3 to keep anything.",
+            ),
+            Setting("S3_ENDPOINT", "https://s3.glv.example.go.id", compose_value=""),
+            Setting("S3_REGION", "us-east-1"),
+            Setting("S3_ACCESS_KEY_ID", "glv-archive", compose_value=""),
+            Setting(
+                "S3_SECRET_ACCESS_KEY",
+                "CHANGE-ME-s3-secret-access-key",
+                secret=True,
+                what="the S3 secret access key",
+                compose_value="",
+                optional=True,
+                secret_comment="The S3 user's secret key (leave out to use the pod's IAM role or AWS_* variables).",
+            ),
+            Setting(
+                "KEYS",
+                '{"kek-YYYYMMDD-xxxxxx": "CHANGE-ME-output-of-glv-archive-keys-new"}',
+                secret=True,
+                what="the key-encryption keys (glv-archive keys new)",
+                compose_value="",
+                secret_comment=(
+                    "Key-encryption keys, JSON {id: key}, each from `glv-archive keys new`; keep old ids\n"
+                    "listed until `glv-archive keys rewrap` has moved every object off them. Losing them\n"
+                    "loses every recording: back them up apart from the database."
+                ),
+            ),
+            Setting(
+                "ACTIVE_KEY_ID",
+                "kek-YYYYMMDD-xxxxxx",
+                compose_value="",
+                configmap_comment="The key new data keys are wrapped with (one of the ids in GLV_ARCHIVE_KEYS).",
+            ),
+            Setting(
+                "LINK_SECRET",
+                "CHANGE-ME-openssl-rand-hex-32",
+                secret=True,
+                what="the download links' HMAC key",
+                compose_value="",
+                secret_comment="HMAC key of the signed download links, at least 32 random characters.",
+            ),
+            Setting(
+                "FETCH_ALLOWED_HOSTS",
+                '["recordings.meet.glv.example.go.id"]',
+                compose_value='["host.docker.internal"]',
+                configmap_comment=(
+                    'JSON list of the hosts recordings may be fetched from ("*.example.org" for\n'
+                    "subdomains); https only, redirects only among them, no private addresses."
+                ),
+            ),
+            Setting(
+                "PUBLIC_BASE_URL",
+                "https://archive.glv.example.go.id",
+                compose_value="http://127.0.0.1:8084",
+                configmap_comment="Where officers reach the archive's downloads: the base of the signed links.",
+            ),
+            Setting("RETENTION_DAYS", "1825"),
+        ),
+        deployment_comment=(
+            "The archive: fetches each held session's video, audio and chat from the meeting platform,\n"
+            "encrypts each object with its own data key (Tink streaming AEAD) wrapped by the key-encryption\n"
+            "keys, stores it (S3), writes a readable session record, serves signed download links\n"
+            "(/v1/archive/objects/... on 8084) with an append-only audit, and purges at retain-until."
+        ),
+        service_comment=(
+            "Signed downloads (GET /v1/archive/objects/{id}?exp=&to=&sig=) plus /healthz, /readyz and\n"
+            "/metrics. Expose only /v1/archive/ to officers (Ingress or Gateway with TLS, not included)."
+        ),
+        compose_comment=(
+            "Links and erasure run in the archive container, e.g.\n"
+            "  docker compose -f deploy/compose/compose.yaml exec archive glv-archive link OBJECT --to OFFICER"
+        ),
+    ),
 }
 
 

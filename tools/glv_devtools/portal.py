@@ -72,7 +72,8 @@ class RawRecord:
 
 def record_for(event: BaseModel, *, source: str, event_id: str | None = None) -> RawRecord:
     model = type(event)
-    key = str(getattr(event, "ticket_id", getattr(event, "office_code", "")))
+    own_key = getattr(event, "record_key", None)
+    key = own_key() if callable(own_key) else str(getattr(event, "ticket_id", getattr(event, "office_code", "")))
     cloud_event = new_cloud_event(model, source=source, subject=key, event_id=event_id)  # type: ignore[arg-type]
     return RawRecord(
         topic=topic_name_of(event),

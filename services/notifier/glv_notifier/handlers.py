@@ -62,6 +62,10 @@ class NotifierUseCase:
             ev.RescheduleApproved,
             ev.RescheduleRefused,
             ev.ArchiveFailed,
+            ev.ArchiveFailedV2,
+            ev.ArchiveErased,
+            ev.ErasureRequested,
+            ev.ErasureApproved,
         )
         return router
 

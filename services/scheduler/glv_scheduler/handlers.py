@@ -105,8 +105,8 @@ class SchedulerUseCase:
         router.handle(ev.TicketAccepted, self.accept)
         router.handle(ev.TicketCancelled, self.cancel)
         router.handle(ev.RescheduleApproved, self.reschedule)
-        # Rejections and refusals concern no slot.
-        router.ignore(ev.TicketRejected, ev.CancellationRefused, ev.RescheduleRefused)
+        # Rejections and refusals concern no slot; erasure is the archive's.
+        router.ignore(ev.TicketRejected, ev.CancellationRefused, ev.RescheduleRefused, ev.ErasureApproved)
         return router
 
     async def prepare(self, uow: UnitOfWork, items: Sequence[Inbound]) -> _BatchContext:

@@ -165,6 +165,7 @@ class TicketingUseCase:
         router.handle(InvalidFiling, self.refuse_invalid)
         router.handle(ev.CancellationRequested, self.cancel)
         router.handle(ev.RescheduleRequested, self.reschedule)
+        router.handle(ev.ErasureRequested, self.approve_erasure)
         router.on(ev.OfficeCatalogUpdated, ev.OfficeCatalogUpdatedV2)(self.apply_catalog_entry)
         router.on(
             ev.SlotAssigned,
@@ -174,6 +175,8 @@ class TicketingUseCase:
             ev.SessionMissed,
             ev.RecordingArchived,
             ev.ArchiveFailed,
+            ev.ArchiveFailedV2,
+            ev.ArchiveErased,
             ev.NotificationSent,
             ev.NotificationFailed,
         )(self.track)
@@ -336,6 +339,21 @@ class TicketingUseCase:
             ),
         )
 
+    async def approve_erasure(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
+        """A portal's erasure request, its portal checked by the decoder (the topic's own): on to
+        the archive, which erases that portal's stakeholder's sessions and says what per ticket."""
+        request = item.event
+        assert isinstance(request, ev.ErasureRequested) and item.portal_id is not None
+        approved = ev.ErasureApproved(**request.model_dump(), approved_at=state.now)
+        message = event_message(
+            approved,
+            source=SOURCE,
+            key=approved.record_key(),
+            traceparent=item.cloud_event.traceparent,
+        )
+        state.outbox.append(message)
+        state.outbox.append(to_portal(message, item.portal_id))
+
     async def reschedule(self, uow: UnitOfWork, state: _BatchState, item: Inbound) -> None:
         request, now = item.event, state.now
         assert isinstance(request, ev.RescheduleRequested)
@@ -470,6 +488,8 @@ def lifecycle_transition(event: BaseModel, current: Status) -> Transition:
             return Transition("archived", Status.ARCHIVED)
         case ev.ArchiveFailed():
             return Transition("archive_failed", None, {"reason": event.reason})
+        case ev.ArchiveErased():
+            return Transition("archive_erased", None, {"cause": event.cause, "objects": str(event.objects)})
         case ev.NotificationSent():
             return Transition("notified", None, {"purpose": event.purpose, "channel": event.channel})
         case ev.NotificationFailed():

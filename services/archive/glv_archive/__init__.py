@@ -1,0 +1,1 @@
+"""GLV archive: held sessions' recordings and chat, fetched, encrypted, stored, audited and purged."""
