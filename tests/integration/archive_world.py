@@ -118,10 +118,12 @@ async def running_archive(glv: Glv, infra: Infra, tmp_path: Path, **more: Any) -
         settings = archive_settings(infra, url, glv.ticketing.prefix, root, **more)
         service = RunningService(build_spec(settings))
         await service.start()
+        archive = Archive(settings, service)
         try:
-            yield Archive(settings, service)
+            yield archive
         finally:
-            await service.stop()
+            if archive.service is not None:  # a test may have stopped it (service = None)
+                await archive.service.stop()
 
 
 def files_under(root: Path) -> dict[str, int]:

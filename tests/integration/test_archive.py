@@ -10,14 +10,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import boto3
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
+from pydantic import SecretStr
 
 from glv_archive import links
+from glv_archive.__main__ import erase, rewrap
 from glv_archive.access import download_url
+from glv_archive.app import build_spec, parts
+from glv_archive.keys import new_kek
 from glv_archive.retention import purge_due
 from glv_devtools.meetingsim import Fault, MeetingPlatform, plaintext_marker
 from glv_devtools.portal import PortalClient, record_for
+from glv_runtime.service import RunningService
 from glv_schemas.events import ErasureRequested
 from glv_schemas.topics import PORTAL_UPDATES
 from tests.infra import Infra
@@ -25,6 +32,7 @@ from tests.integration.archive_world import (
     LINK_SECRET,
     Archive,
     file_and_place,
+    kek_setting,
     files_under,
     hold,
     holds,
@@ -207,8 +215,6 @@ async def test_a_late_artifact_completes_the_session_later(glv: Glv, infra: Infr
 async def test_erasure_by_portal_request_and_by_command_and_the_retention_purge(
     glv: Glv, infra: Infra, tmp_path: Path
 ) -> None:
-    from glv_archive.__main__ import erase
-    from glv_archive.app import parts
 
     async with MeetingPlatform() as platform, running_archive(glv, infra, tmp_path) as archive:
         placed = await file_and_place(glv, 3, seed=21)
@@ -260,3 +266,96 @@ async def test_erasure_by_portal_request_and_by_command_and_the_retention_purge(
         assert counts["erasure_request"] == 2 + 8  # two requests, eight objects
         assert counts["retention"] == 4
         assert counts["blob_deleted"] == 12
+
+
+async def test_the_archive_stores_in_an_s3_compatible_server(glv: Glv, infra: Infra, tmp_path: Path) -> None:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="glv-test",
+            aws_secret_access_key="glv-test-secret",
+        )
+        s3.create_bucket(Bucket="glv-archive")
+        s3_settings = {
+            "store_url": "s3://glv-archive/recordings",
+            "s3_endpoint": endpoint,
+            "s3_access_key_id": "glv-test",
+            "s3_secret_access_key": "glv-test-secret",
+            "s3_allow_http": True,
+        }
+        async with MeetingPlatform() as platform, running_archive(glv, infra, tmp_path, **s3_settings) as archive:
+            [(filed, slot)] = await file_and_place(glv, 1, seed=41)
+            # 24 MiB: the upload goes in several parts (8 MiB each).
+            declared = {a.kind: a for a in await hold(glv, platform, slot, video_bytes=24 << 20)}
+            outcome = (await wait_outcomes(glv, {filed.ticket_id}))[filed.ticket_id]
+            assert outcome.type == "glv.RecordingArchived.v1", outcome.event
+            objects = await objects_of(archive, outcome.event.session_id)
+            assert objects["video"]["storage_uri"].startswith("s3://glv-archive/recordings/")
+
+            listed = s3.list_objects_v2(Bucket="glv-archive", Prefix="recordings/")["Contents"]
+            assert {o["Key"].removeprefix("recordings/") for o in listed} == {r["object_key"] for r in objects.values()}
+            marker = plaintext_marker(slot.meeting.room_id, "video")
+            for listed_object in listed:
+                body = s3.get_object(Bucket="glv-archive", Key=listed_object["Key"])["Body"].read()
+                assert marker not in body
+            assert not s3.list_multipart_uploads(Bucket="glv-archive").get("Uploads")
+            async with httpx.AsyncClient(timeout=30) as client:
+                got = await client.get(link(archive, objects["video"]["object_id"]))
+            assert hashlib.sha256(got.content).hexdigest() == declared["video"].sha256
+    finally:
+        server.stop()
+
+
+async def test_key_rotation_keeps_old_objects_readable_and_rewrap_moves_them(
+    glv: Glv, infra: Infra, tmp_path: Path
+) -> None:
+
+    old_id, old_key = new_kek()
+    new_id, new_key = new_kek()
+    async with (
+        MeetingPlatform() as platform,
+        running_archive(glv, infra, tmp_path, keys=kek_setting((old_id, old_key)), active_key_id=old_id) as first,
+    ):
+        placed = await file_and_place(glv, 2, seed=43)
+        await hold(glv, platform, placed[0][1], video_bytes=1 << 20)
+        before = (await wait_outcomes(glv, {placed[0][0].ticket_id}))[placed[0][0].ticket_id]
+        old_objects = await objects_of(first, before.event.session_id)
+        assert {r["key_id"] for r in old_objects.values()} == {old_id}
+        assert first.service is not None
+        await first.service.stop()
+        first.service = None
+
+        # A new key is introduced and made active: old objects stay readable, new ones use it.
+        both = first.settings.model_copy(
+            update={"keys": SecretStr(kek_setting((old_id, old_key), (new_id, new_key))), "active_key_id": new_id}
+        )
+        second = RunningService(build_spec(both))
+        await second.start()
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                assert (await client.get(link(first, old_objects["video"]["object_id"]))).status_code == 200
+            await hold(glv, platform, placed[1][1], video_bytes=1 << 20)
+            after = (await wait_outcomes(glv, {placed[1][0].ticket_id}))[placed[1][0].ticket_id]
+            assert {r["key_id"] for r in (await objects_of(first, after.event.session_id)).values()} == {new_id}
+            moved = await rewrap(parts(both))
+            assert moved["rewrapped"] == len(old_objects) and f"objects_under_{old_id}" not in moved
+        finally:
+            await second.stop()
+
+        # The old key can go: everything is readable with the new one alone.
+        only_new = both.model_copy(update={"keys": SecretStr(kek_setting((new_id, new_key)))})
+        third = RunningService(build_spec(only_new))
+        await third.start()
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                for row in old_objects.values():
+                    got = await client.get(link(first, row["object_id"]))
+                    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == row["sha256"]
+        finally:
+            await third.stop()

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from glv_archive.app import build_spec as archive_spec
+from glv_notifier.app import build_spec as notifier_spec
 from glv_runtime.consumer import Inbound
 from glv_runtime.router import Router, RouterMismatch
 from glv_runtime.unit_of_work import UnitOfWork
@@ -30,7 +32,7 @@ def router() -> Router[None]:
 
 def test_every_event_type_handled_or_ignored_passes() -> None:
     declared = router().handle(ev.TicketAccepted, handle).handle(ev.TicketCancelled, handle)
-    declared.ignore(ev.TicketRejected, ev.CancellationRefused, ev.RescheduleApproved, ev.RescheduleRefused)
+    declared.ignore(ev.TicketRejected, ev.CancellationRefused, ev.RescheduleApproved, ev.RescheduleRefused, ev.ErasureApproved)
     declared.check([TICKETING_EVENTS])
 
 
@@ -53,7 +55,9 @@ def test_a_type_declared_twice_is_refused() -> None:
         router().handle(ev.TicketAccepted, handle).ignore(ev.TicketAccepted)
 
 
-@pytest.mark.parametrize("spec", [ticketing_spec, lambda: scheduler_spec(SchedulerSettings())])
+@pytest.mark.parametrize(
+    "spec", [ticketing_spec, lambda: scheduler_spec(SchedulerSettings()), notifier_spec, archive_spec]
+)
 def test_the_services_declare_what_the_registry_says_they_consume(spec) -> None:  # type: ignore[no-untyped-def]
     built = spec()
     built.router.check(consumed_by(built.name))

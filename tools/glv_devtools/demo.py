@@ -1,10 +1,12 @@
-"""`make demo`: ticketing and the scheduler on the local stack, fed by a portal simulator.
+"""`make demo`: every deployed service on the local stack, fed by a portal simulator.
 
-Starts both services as their own processes, loads the catalog, files a few
+Starts the services of the registry as their own processes, loads the catalog, files a few
 hundred tickets (valid ones across three time zones, invalid ones, exact
 resubmissions, conflicting ones, poison records and cancellations), waits until
-every one has an outcome, prints what became of them and one status API answer,
-then stops the service with SIGTERM.
+every one has an outcome, has a meeting platform hold a few sessions whose recordings
+the archive fetches and encrypts, prints what became of them, one signed download of
+an archived recording (checked) and one status API answer, then stops the services
+with SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import asyncio
 import json
 import os
 import random
+import secrets
+import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,9 +31,12 @@ import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
+from glv_archive.settings import ArchiveSettings
+from glv_devtools import demo_archive
 from glv_devtools.catalog import CATALOG_FILE
 from glv_devtools.gatewaysink import GatewaySink
 from glv_devtools.mailsink import MailSink
+from glv_devtools.meetingsim import MeetingPlatform
 from glv_devtools.portal import PortalClient, RawRecord, record_for, ticket
 from glv_devtools.probe import EventProbe, Seen
 from glv_notifier.settings import NotifierSettings
@@ -42,6 +50,7 @@ from glv_schemas.topics import (
     DEPLOYED_SERVICES,
     PORTAL_TICKETS,
     PORTAL_UPDATES,
+    Service,
     intake_dead_letter_topic,
 )
 from glv_ticketing import portals
@@ -181,12 +190,12 @@ async def wait_ready(name: str, port: int, process: subprocess.Popen[bytes], tim
     raise SystemExit(f"the {name} service did not become ready")
 
 
-def start_service(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log_path = Path(os.environ.get("GLV_STATE_DIR", "/var/tmp/glv")) / f"demo-{name}.log"
+def start_service(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log_path = Path(os.environ.get("GLV_STATE_DIR", "/var/tmp/glv")) / f"demo-{service.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    say(f"starting the {name} service (log: {log_path})")
+    say(f"starting the {service.name} service (log: {log_path})")
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", f"glv_{name}", "run"], env=env, stdout=log, stderr=log)
+        return subprocess.Popen([sys.executable, "-m", service.package, "run"], env=env, stdout=log, stderr=log)
 
 
 def stop_services(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -241,11 +250,18 @@ async def run_demo() -> int:
     admin_dsn = os.environ.get("GLV_TEST_DATABASE_URL", DEMO_ADMIN_DSN)
     namespace = await make_namespace(admin_dsn, run)
     os.environ.update(namespace)
+    # The archive's folder, keys and link secret are the run's own, like its databases.
+    archive_folder = demo_archive.store_folder(run)
+    os.environ.update(demo_archive.archive_environment(archive_folder))
+    # The meeting platform signs its reports with the scheduler's webhook secret: one is needed.
+    if not SchedulerSettings().webhook_secrets:
+        os.environ["GLV_SCHEDULER_WEBHOOK_SECRETS"] = json.dumps([secrets.token_urlsafe(32)])
     try:
         return await demo_in(namespace, run)
     finally:
         await drop_namespace(admin_dsn, TicketingSettings().kafka_bootstrap_servers, run)
-        say(f"demo databases and topics (run {run}) removed")
+        shutil.rmtree(archive_folder, ignore_errors=True)
+        say(f"demo databases, topics and archive storage {archive_folder} (run {run}) removed")
 
 
 async def demo_in(namespace: dict[str, str], run: str) -> int:
@@ -262,13 +278,12 @@ async def demo_with(namespace: dict[str, str], mail: MailSink, gateway: GatewayS
     ticketing = TicketingSettings()
     scheduler = SchedulerSettings()
     notifier = NotifierSettings(environment="development")
+    archive = ArchiveSettings()
     prefix = ticketing.topic_prefix
     env = {
         **os.environ,
         **namespace,
-        "GLV_TICKETING_LOG_LEVEL": "WARNING",
-        "GLV_SCHEDULER_LOG_LEVEL": "WARNING",
-        "GLV_NOTIFIER_LOG_LEVEL": "WARNING",
+        **{f"{service.env_prefix}LOG_LEVEL": "WARNING" for service in DEPLOYED_SERVICES},
         "GLV_NOTIFIER_SMTP_PORT": str(mail.port),
         "GLV_NOTIFIER_GATEWAY_URL": gateway.generic_url,
     }
@@ -279,12 +294,11 @@ async def demo_with(namespace: dict[str, str], mail: MailSink, gateway: GatewayS
     token = onboarded.status_token
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(start_service("ticketing", env))
-        processes.append(start_service("scheduler", env))
-        processes.append(start_service("notifier", env))
-        await wait_ready("ticketing", ticketing.http_port, processes[0])
-        await wait_ready("scheduler", scheduler.http_port, processes[1])
-        await wait_ready("notifier", notifier.http_port, processes[2])
+        for service in DEPLOYED_SERVICES:
+            processes.append(start_service(service, env))
+        for service, process in zip(DEPLOYED_SERVICES, processes, strict=True):
+            port = int(env.get(f"{service.env_prefix}HTTP_PORT", service.http_port))
+            await wait_ready(service.name, port, process)
         say("glv-scheduler load-catalog: offices, calendars and officers, published to the catalog topic")
         say(await load_catalog(scheduler, CATALOG_FILE))
         offices = read_catalog(CATALOG_FILE).offices
@@ -302,7 +316,8 @@ async def demo_with(namespace: dict[str, str], mail: MailSink, gateway: GatewayS
         # What the portal sees: its own updates topic (ticketing's decisions and the slots,
         # with join links), and for the operator the intake dead letters.
         updates = prefix + PORTAL_UPDATES.for_portal(PORTAL)
-        topics = [updates, prefix + intake_dead_letter_topic("ticketing").name]
+        archive_topic = demo_archive.archive_topic(prefix)
+        topics = [updates, prefix + intake_dead_letter_topic("ticketing").name, archive_topic]
         async with EventProbe(ticketing.kafka_bootstrap_servers, topics) as probe:
             start_count = await probe.catch_up()  # earlier runs' events are not this run's
 
@@ -340,11 +355,19 @@ async def demo_with(namespace: dict[str, str], mail: MailSink, gateway: GatewayS
             dlq_name = prefix + intake_dead_letter_topic("ticketing").name
             await probe.wait_for(lambda seen: sum(s.topic == dlq_name for s in seen[start_count:]) >= len(poison))
             say("the notifier tells each stakeholder; waiting until every message due now is sent")
-            told = await messages_settled(notifier, probe, start_count)
+            await messages_settled(notifier, probe, start_count)
+            # After the invitations, as in life: some meetings are held and their recordings archived.
+            archived = await hold_and_archive(
+                probe, start_count, archive_topic, scheduler, cancel_ids, {str(f.ticket_id): f for f in filings}
+            )
+            say("the notifier tells of the sessions held and archived; waiting until those messages are sent")
+            told = await messages_settled(notifier, probe, start_count, archived.told())
             mine = list(probe.seen[start_count:])
         print_summary(mine, filings, poison, expected, decided_after)
         print_schedule(mine, {str(f.ticket_id): f for f in filings})
         print_messages(mine, told, mail, gateway)
+        # While the archive still runs: its link is downloaded and checked.
+        archive_ok = await demo_archive.print_archive(archive, archived)
         scheduled = next(
             s.event.ticket_id
             for s in mine
@@ -355,20 +378,67 @@ async def demo_with(namespace: dict[str, str], mail: MailSink, gateway: GatewayS
         # Stop the children before printing anything: a closed stdout must not leave them running.
         stop_services(processes)
     say(
-        "ticketing, the scheduler and the notifier stopped with SIGTERM (exit codes "
+        ", ".join(s.name for s in DEPLOYED_SERVICES)
+        + " stopped with SIGTERM (exit codes "
         + ", ".join(str(p.returncode) for p in processes)
         + ")"
     )
+    if not archive_ok:
+        say("the archive part of the demo FAILED: see its summary above")
+        return 1
     return 0
 
 
-async def messages_settled(notifier: NotifierSettings, probe: EventProbe, start_count: int) -> dict[str, int]:
-    """Wait until the notifier has nothing due to send (reminders and quiet-hour messages wait
-    for their time) and the portal has heard of every message sent or failed; its counts."""
+async def hold_and_archive(
+    probe: EventProbe,
+    start_count: int,
+    topic: str,
+    scheduler: SchedulerSettings,
+    excluded: set[str],
+    filed: dict[str, TicketFiled],
+) -> demo_archive.ArchiveRun:
+    """A meeting platform holds a few of the scheduled sessions and reports them to the
+    scheduler; wait until the archive has said what became of each one's recordings."""
+    mine = probe.seen[start_count:]
+    codes = {str(s.event.ticket_id): s.event.ticket_code for s in mine if s.type == "glv.TicketAccepted.v1"}
+    slots = demo_archive.sessions_to_hold(mine, excluded)
+    secret = scheduler.webhook_secrets[0].get_secret_value().encode()
+    async with MeetingPlatform() as platform:
+        say(
+            f"a meeting platform on {platform.base_url} holds {len(slots)} sessions ({demo_archive.RECORDINGS} each)"
+            " and reports them to the scheduler's signed webhook"
+        )
+        started = time.monotonic()
+        held = await demo_archive.hold_sessions(
+            platform, f"http://127.0.0.1:{scheduler.http_port}", secret, slots, filed
+        )
+        say("the archive fetches, encrypts and stores each session's recordings; waiting for RecordingArchived")
+        outcomes = await demo_archive.wait_outcomes(probe, topic, held, demo_archive.OUTCOME_TIMEOUT_S)
+        seconds = time.monotonic() - started
+    return demo_archive.ArchiveRun(held, outcomes, seconds, codes)
+
+
+async def messages_settled(
+    notifier: NotifierSettings, probe: EventProbe, start_count: int, planned: Collection[tuple[str, str]] = ()
+) -> dict[str, int]:
+    """Wait until the notifier has planned the `planned` messages (ticket id, purpose), has
+    nothing due to send (reminders and quiet-hour messages wait for their time) and the portal
+    has heard of every message sent or failed; its counts."""
     conn = await asyncpg.connect(notifier.dsn())
     try:
         deadline = time.monotonic() + 180
         while True:
+            known = await conn.fetch(
+                "SELECT DISTINCT ticket_id::text AS ticket_id, purpose FROM notification"
+                " WHERE ticket_id = ANY($1::uuid[]) AND purpose = ANY($2::text[])",
+                [t for t, _ in planned],
+                [p for _, p in planned],
+            )
+            if set(planned) - {(r["ticket_id"], r["purpose"]) for r in known}:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the notifier did not plan the messages of the sessions held and archived")
+                await probe.poll()
+                continue
             due = await conn.fetchval(
                 "SELECT count(*) FROM glv_job WHERE kind = 'deliver' AND status IN ('pending', 'running')"
                 " AND run_at <= now()"
