@@ -167,7 +167,8 @@ def test_every_topic_key_is_a_field_of_its_events_or_the_event_says_its_own() ->
         for model in topic.events:
             # An erasure request is about a stakeholder, not a ticket: keyed "<portal>/<ref>".
             own_key = callable(getattr(model, "record_key", None))
-            assert own_key or topic.key in model.model_fields, f"{model.event_type()} on {topic.name} has no {topic.key}"
+            has_key = own_key or topic.key in model.model_fields
+            assert has_key, f"{model.event_type()} on {topic.name} has no {topic.key}"
 
 
 def test_one_dead_letter_topic_per_service_and_one_for_intake_per_intake_reader() -> None:

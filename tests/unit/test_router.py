@@ -32,7 +32,9 @@ def router() -> Router[None]:
 
 def test_every_event_type_handled_or_ignored_passes() -> None:
     declared = router().handle(ev.TicketAccepted, handle).handle(ev.TicketCancelled, handle)
-    declared.ignore(ev.TicketRejected, ev.CancellationRefused, ev.RescheduleApproved, ev.RescheduleRefused, ev.ErasureApproved)
+    declared.ignore(
+        ev.TicketRejected, ev.CancellationRefused, ev.RescheduleApproved, ev.RescheduleRefused, ev.ErasureApproved
+    )
     declared.check([TICKETING_EVENTS])
 
 
