@@ -5,6 +5,7 @@ encrypted, stored, recorded, told, served through signed links, audited and eras
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from glv_archive import links
 from glv_archive.__main__ import erase, rewrap
 from glv_archive.access import download_url
 from glv_archive.app import build_spec, parts
-from glv_archive.keys import new_kek
+from glv_archive.keys import DecryptionFailed, KeyUnavailable, WrappedKey, new_kek
 from glv_archive.retention import purge_due
 from glv_devtools.meetingsim import Fault, MeetingPlatform, plaintext_marker
 from glv_devtools.portal import PortalClient, record_for
@@ -225,6 +226,10 @@ async def test_erasure_by_portal_request_and_by_command_and_the_retention_purge(
         assert {s.type for s in seen.values()} == {"glv.RecordingArchived.v1"}
         (by_event, _), (by_command, _), (by_purge, _) = placed
 
+        # A copy of one blob taken before the erasure (a backup, say).
+        victim = (await objects_of(archive, seen[by_event.ticket_id].event.session_id))["video"]
+        copy = (archive.root / victim["object_key"]).read_bytes()
+
         # 1. The portal asks, on its own topic; ticketing approves; the archive erases.
         request = ErasureRequested(
             request_id=uuid.uuid4(),
@@ -241,6 +246,19 @@ async def test_erasure_by_portal_request_and_by_command_and_the_retention_purge(
             request.request_id,
             4,
         )
+
+        # The copy is unreadable: its data key is gone, and no other object's key opens it.
+        keyring = parts(archive.settings).keyring
+        [gone_row] = await archive.fetch(
+            "SELECT wrapped_key FROM archive_object WHERE object_id = $1", victim["object_id"]
+        )
+        assert gone_row["wrapped_key"] is None
+        with pytest.raises(KeyUnavailable):
+            keyring.unwrap(victim["object_id"], None)
+        other = (await objects_of(archive, seen[by_command.ticket_id].event.session_id))["video"]
+        other_key = keyring.unwrap(other["object_id"], WrappedKey(other["key_id"], bytes(other["wrapped_key"])))
+        with pytest.raises(DecryptionFailed):
+            other_key.open_plaintext(io.BytesIO(copy), victim["object_id"].bytes).read()
 
         # 2. An operator's command for another stakeholder: a report of what went.
         p = parts(archive.settings)
