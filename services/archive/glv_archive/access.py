@@ -9,6 +9,7 @@ the response short of its Content-Length, so a client never takes a tampered fil
 
 from __future__ import annotations
 
+import mimetypes
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,7 +27,6 @@ from glv_runtime.unit_of_work import Database
 log = get_logger(__name__)
 
 _STATUS = {"malformed": 403, "bad_signature": 403, "expired": 403, "not_found": 404, "shredded": 410}
-_EXTENSIONS = {"video": "mp4", "audio": "audio", "chat": "chat", "record": "html"}
 
 
 def download_url(base_url: str, link: links.SignedLink) -> str:
@@ -73,7 +73,8 @@ def download_routes(
                 session_id=row["session_id"],
                 detail={"expires": int(q["exp"])},
             )
-        filename = f"{row['session_id']}-{row['kind']}.{_EXTENSIONS.get(row['kind'], 'bin')}"
+        extension = mimetypes.guess_extension(row["content_type"].split(";")[0].strip()) or ".bin"
+        filename = f"{row['session_id']}-{row['kind']}{extension}"
         return StreamingResponse(
             objects.open_decrypted(row["object_key"], data_key, object_id.bytes),
             media_type=row["content_type"],

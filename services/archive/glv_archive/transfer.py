@@ -10,9 +10,12 @@ half-written remains. The outcome and what it leads to are recorded in one unit 
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+
+from prometheus_client import Counter, Histogram
 
 from glv_archive import store
 from glv_archive.completeness import after_attempts, split_error
@@ -27,6 +30,13 @@ from glv_runtime.logs import get_logger
 from glv_runtime.unit_of_work import Database, UnitOfWork
 
 log = get_logger(__name__)
+
+ARCHIVED_BYTES = Counter("glv_archive_bytes_total", "Plaintext bytes of artifacts fetched and stored", ["kind"])
+TRANSFER_SECONDS = Histogram(
+    "glv_archive_transfer_seconds",
+    "Time to fetch, hash, encrypt and store one artifact",
+    buckets=(1, 5, 15, 60, 300, 900, 3600, 10800),
+)
 
 
 def object_key(session_id: uuid.UUID, ended_at: datetime, object_id: uuid.UUID, kind: str) -> str:
@@ -97,6 +107,7 @@ class Transfers:
         key = object_key(session["session_id"], session["ended_at"], object_id, artifact["kind"])
         data_key, wrapped = self._keyring.new_data_key(object_id)
         declared_size = artifact["declared_size"] or None  # 0: the platform did not say
+        started = time.monotonic()
         try:
             async with (
                 make_client(self._policy) as client,
@@ -116,6 +127,8 @@ class Transfers:
             raise JobFailed(
                 f"{refused.reason}: {refused.detail}", permanent=refused.permanent, retry_after_s=refused.retry_after_s
             ) from None
+        TRANSFER_SECONDS.observe(time.monotonic() - started)
+        ARCHIVED_BYTES.labels(kind=artifact["kind"]).inc(download.size)
         log.info(
             "artifact stored",
             session_id=str(session["session_id"]),
