@@ -16,7 +16,6 @@ import json
 import os
 import random
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -260,7 +259,7 @@ async def run_demo() -> int:
         return await demo_in(namespace, run)
     finally:
         await drop_namespace(admin_dsn, TicketingSettings().kafka_bootstrap_servers, run)
-        shutil.rmtree(archive_folder, ignore_errors=True)
+        demo_archive.remove_store(archive_folder)
         say(f"demo databases, topics and archive storage {archive_folder} (run {run}) removed")
 
 

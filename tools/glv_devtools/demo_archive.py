@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,13 @@ LINK_TTL_S = 3600
 def store_folder(run: str) -> Path:
     """The run's own storage folder, beside the demo's mail folder."""
     return Path(os.environ.get("GLV_STATE_DIR", "/var/tmp/glv")) / "demo-archive" / run
+
+
+def remove_store(folder: Path) -> None:
+    """The run's folder, and the folder of all runs' folders once no other run has one."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
 
 
 def archive_environment(folder: Path) -> dict[str, str]:
@@ -248,9 +256,10 @@ async def print_archive(settings: ArchiveSettings, result: ArchiveRun) -> bool:
         f"session {sample.session_id}: {session['status']}, ticket {code}, office {session['office_code']},"
         f" officer {slot.officer_id}"
     )
+    started, ended = session["started_at"].astimezone(zone), session["ended_at"].astimezone(zone)
     print(
-        f"  held {session['started_at'].astimezone(zone):%a %d %b %H:%M}-{session['ended_at'].astimezone(zone):%H:%M}"
-        f" {zone.key}; kept until {session['retain_until']:%Y-%m-%d}; attendance: "
+        f"  held {started:%a %d %b %H:%M}-{ended:%H:%M %Z} (office time);"
+        f" kept until {session['retain_until']:%Y-%m-%d}; attendance: "
         + ", ".join(f"{a['role']} {a['participant_ref']}" for a in json.loads(session["attendance"]))
     )
     print(f"  {'kind':<8}{'bytes':>10}  {'sha256':<18}object id")

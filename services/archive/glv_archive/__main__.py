@@ -22,10 +22,14 @@ from glv_runtime.unit_of_work import Database
 
 SOURCE = "/glv/archive"
 REWRAP_BATCH = 200
+# A link is a bearer credential: a week at most, however it is issued.
+MAX_LINK_TTL_S = 7 * 24 * 3600
 
 
 async def issue_link(p: Parts, object_id: uuid.UUID, recipient: str, ttl_s: int, issuer: str) -> str:
     """A signed link to one object, its issue audited; refused for an unknown or shredded object."""
+    if not 0 < ttl_s <= MAX_LINK_TTL_S:
+        raise ValueError(f"a link lasts 1..{MAX_LINK_TTL_S} seconds")
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl_s)
     link = links.sign(p.link_secret, object_id, expires_at, recipient)
 
@@ -173,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InsecureSecret, ValueError) as refused:
         raise SystemExit(f"glv-archive: {refused}") from None
     if args.command == "link":
-        ttl = args.ttl or p.settings.link_default_ttl_s
+        ttl = p.settings.link_default_ttl_s if args.ttl is None else args.ttl
+        if not 0 < ttl <= MAX_LINK_TTL_S:
+            raise SystemExit(f"glv-archive: --ttl must be 1..{MAX_LINK_TTL_S} seconds (7 days)")
         print(asyncio.run(issue_link(p, args.object_id, args.to, ttl, args.by)))
     elif args.command == "objects":
         print(json.dumps(asyncio.run(list_objects(p, args.session_id)), indent=2))

@@ -86,6 +86,18 @@ def _local(moment: datetime, zone: str | None) -> str:
     return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _local_text(moment: str, zone: str | None) -> str:
+    """A chat line's time in the office's zone like the rest of the record (as given if unparsable)."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        return moment
+    if parsed.tzinfo is None:
+        return moment
+    local = parsed if zone is None else parsed.astimezone(ZoneInfo(zone))
+    return local.strftime("%H:%M:%S %Z" if zone else "%H:%M:%S UTC")
+
+
 def render(facts: dict[str, Any]) -> str:
     return _TEMPLATES.get_template("record.html").render(**facts)
 
@@ -141,6 +153,8 @@ class Records:
                 raise JobFailed(f"key_unavailable: {exc}") from None
             chat = None if body is None else chat_lines(chat_row["content_type"], body)
         zone = slot["office_zone"] if slot is not None else (office["zone"] if office is not None else None)
+        for line in chat or []:
+            line["at"] = _local_text(line["at"], zone)
         services = json.loads(office["services"]) if office is not None else {}
         service_code = slot["service_code"] if slot is not None else (ticket["service_code"] if ticket else None)
         html = render(
