@@ -290,6 +290,8 @@ class JobRunner:
         if kind.lease_s is None:
             return await effect
         performing = asyncio.ensure_future(effect)
+        loop = asyncio.get_running_loop()
+        renewed_at = loop.time()
         try:
             while True:
                 done, _ = await asyncio.wait({performing}, timeout=kind.lease_s / 3)
@@ -298,9 +300,14 @@ class JobRunner:
                 try:
                     async with self._db.pool.acquire() as conn:
                         renewed = await jobs_store.renew_lease(conn, job, kind.lease_s)
-                except Exception as exc:  # the database is away: go on; if the lease lapses, the record is fenced
+                except Exception as exc:
+                    # The database is away. Go on while the lease holds; stop before it can lapse,
+                    # so that a successor never works on the same effect while this one still does.
                     log.warning("job lease not renewed", job_id=job.id, error=repr(exc))
-                    continue
+                    if loop.time() - renewed_at < kind.lease_s * 2 / 3:
+                        continue
+                    raise _Fenced from None
+                renewed_at = loop.time()
                 if not renewed:  # a successor took the job over: stop doing its work
                     raise _Fenced
         finally:

@@ -202,3 +202,28 @@ async def test_a_periodic_task_runs_once_per_period_with_two_runners(db: Databas
 
 async def _enough(runs: list[float], count: int) -> bool:
     return len(runs) >= count
+
+
+async def test_a_long_effect_keeps_its_short_lease_and_runs_once(db: Database, database_url: str) -> None:
+    """A download of hours holds a lease of seconds, renewed while it runs: a second runner
+    never takes it over, and a killed worker's job would be taken over within the lease."""
+    started: list[str] = []
+
+    async def perform(job: Job) -> dict[str, Any]:
+        started.append(job.key)
+        await asyncio.sleep(3.0)  # ten lease periods
+        return {}
+
+    kind = JobKind(name="long", perform=perform, timeout_s=60.0, lease_s=0.3)
+    async with db.unit_of_work() as uow:
+        uow.enqueue(JobRequest(kind="long", key="the-one"))
+    runners = [JobRunner(db, [kind], dsn=database_url, poll_interval_s=0.05) for _ in range(2)]
+    for runner in runners:
+        await runner.start()
+    try:
+        await until(lambda: _is(db, "the-one", "done"))
+    finally:
+        for runner in runners:
+            await runner.stop()
+    assert started == ["the-one"]
+    assert await db.fetchval("SELECT attempts FROM glv_job WHERE idempotency_key = 'the-one'") == 1

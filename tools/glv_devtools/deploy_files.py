@@ -339,6 +339,13 @@ EXTRAS: dict[str, Extras] = {
                 ),
             ),
             Setting(
+                "FETCH_HTTP_HOSTS",
+                "[]",
+                compose_value='["host.docker.internal"]',
+                compose_comment="Development: the simulator on the host speaks plain http from a private address.",
+            ),
+            Setting("FETCH_PRIVATE_HOSTS", "[]", compose_value='["host.docker.internal"]'),
+            Setting(
                 "PUBLIC_BASE_URL",
                 "https://archive.glv.example.go.id",
                 compose_value="http://127.0.0.1:8084",

@@ -51,6 +51,8 @@ def parts(settings: ArchiveSettings | None = None) -> Parts:
     """Settings checked: keys, link secret, store and fetch policy; a start with any wrong is refused."""
     settings = settings or ArchiveSettings()
     secret = check_secret("GLV_ARCHIVE_LINK_SECRET", settings.link_secret, settings.environment)
+    if settings.environment == "production" and not settings.public_base_url.startswith("https://"):
+        raise ValueError("GLV_ARCHIVE_PUBLIC_BASE_URL must be https:// in production: links carry their signature")
     return Parts(
         settings=settings,
         keyring=Keyring.from_settings(settings),

@@ -13,10 +13,11 @@ ArtifactStatus = Literal["pending", "stored", "late", "failed", "erased"]
 Verdict = Literal["waiting", "complete", "incomplete"]
 
 # Reasons a transfer can still succeed later (the platform still encoding, a network
-# fault, a corrupted transfer): the artifact turns "late" and is checked again. Any other
-# reason (a forbidden host or address, a wrong type, too large) will not change by waiting.
+# fault, a corrupted transfer, our own store unreachable: "transfer_failed" is any error
+# that is not a verdict on the artifact): the artifact turns "late" and is checked again.
+# The others (a forbidden host or address, a wrong type, too large) will not change by waiting.
 RETRYABLE_REASONS = frozenset(
-    {"not_found", "upstream_error", "unreachable", "truncated", "size_mismatch", "checksum_mismatch"}
+    {"not_found", "upstream_error", "unreachable", "truncated", "size_mismatch", "checksum_mismatch", "transfer_failed"}
 )
 
 

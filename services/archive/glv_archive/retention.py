@@ -57,8 +57,10 @@ async def _shred_sessions(
     await uow.conn.execute(
         "UPDATE archive_artifact SET status = 'erased', url = NULL WHERE session_id = ANY($1::uuid[])", session_ids
     )
+    # Who attended goes with the recordings; ids, times and hashes stay as the record of what was erased.
     await uow.conn.execute(
-        "UPDATE archive_session SET status = 'erased' WHERE session_id = ANY($1::uuid[])", session_ids
+        "UPDATE archive_session SET status = 'erased', attendance = '[]'::jsonb WHERE session_id = ANY($1::uuid[])",
+        session_ids,
     )
     uow.enqueue(*(delete_blob_job(o["object_key"]) for o in shredded))
     await store.audit_many(uow.conn, [(cause, "done", actor, o["object_id"], o["session_id"]) for o in shredded])
