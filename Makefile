@@ -5,7 +5,7 @@ STACK := deploy/local/stack.sh
 # Every package's pyproject.toml: schemas, runtime, tools and each services/<name>/.
 PACKAGES := $(wildcard */pyproject.toml services/*/pyproject.toml)
 
-.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench fuzz pipeline-bench
+.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench fuzz pipeline-bench archive-bench
 
 .venv/.installed: constraints.txt requirements-dev.txt $(PACKAGES) scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -56,6 +56,12 @@ bench: setup
 pipeline-bench: setup
 	bash $(STACK) start
 	$(BIN)/python benchmarks/pipeline_bench.py $(ARGS)
+
+## Archive benchmark: an artifact's transfer into the archive (MB/s) beside a plain file copy and an HTTP-only GET,
+## the decrypting read-back, and the peak RSS of the streaming process (1-2 minutes; no Kafka or PostgreSQL).
+## Options go in ARGS, e.g. make archive-bench ARGS="--size-mb 1000 --repeat 5".
+archive-bench: setup
+	$(BIN)/python benchmarks/archive_bench.py $(ARGS)
 
 ## Long fuzz run: 10,000 generated records per consuming service against the running services; prints the table.
 fuzz: setup

@@ -41,7 +41,6 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -64,6 +63,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from glv_devtools.machine import CLOCK_TICK, cpu_and_python, git_commit, load_average, machine_busy_seconds
 from glv_devtools.portal import RawRecord, record_for, ticket
 from glv_runtime.logs import configure_cli_logging
 from glv_runtime.onboarding import AdminSettings
@@ -139,45 +139,8 @@ class BenchError(RuntimeError):
 # ====================================================================== the machine
 
 
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
 def machine_facts() -> list[str]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return [
-        f"cpu       : {model or platform.processor() or 'unknown'}; {os.cpu_count()} logical cores, {usable} usable",
-        f"python    : {sys.version.split()[0]} ({platform.python_implementation()}), {platform.platform()}",
-        f"repository: {REPO} at {git_commit()}",
-    ]
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown commit"
-    return head + (" + uncommitted changes" if dirty else "")
-
-
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+    return [*cpu_and_python(), f"repository: {REPO} at {git_commit(REPO)}"]
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -188,13 +151,6 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent busy since boot (/proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / CLOCK_TICK
 
 
 def peak_rss_kb(pid: int) -> int | None:
@@ -1523,7 +1479,8 @@ def write_plot(bench: Bench, path: Path) -> None:
     right.set_title("Throughput at saturation")
     right.legend()
     figure.suptitle(
-        f"GLV pipeline benchmark: {bench.args.label}, {git_commit()}, {bench.started:%Y-%m-%d}, load {bench.load_start}"
+        f"GLV pipeline benchmark: {bench.args.label}, {git_commit(REPO)}, {bench.started:%Y-%m-%d},"
+        f" load {bench.load_start}"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
