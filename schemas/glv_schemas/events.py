@@ -213,6 +213,18 @@ class SlotAssigned(Event):
     assigned_at: UtcInstant
 
 
+class AssignmentPending(Event):
+    """The office decides this service in rounds: the ticket is assigned at `round_at`, with the
+    other tickets of that round (a SlotAssigned, or SchedulingFailed when no slot is left)."""
+
+    event_name = "AssignmentPending"
+
+    office_code: OfficeCode
+    service_code: Slug
+    round_at: UtcInstant
+    pending_at: UtcInstant
+
+
 class SlotReleased(Event):
     event_name = "SlotReleased"
 
@@ -422,6 +434,7 @@ TICKET_EVENTS: tuple[type[Event], ...] = (
     RescheduleApproved,
     RescheduleRefused,
     SlotAssigned,
+    AssignmentPending,
     SlotReleased,
     SchedulingFailed,
     SessionHeld,

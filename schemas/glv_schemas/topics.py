@@ -159,7 +159,14 @@ SCHEDULER_EVENTS = Topic(
     description="Slots assigned and released, scheduling failures, and how sessions went.",
     producers=("scheduler",),
     consumers=("ticketing", "notifier", "archive"),
-    events=(ev.SlotAssigned, ev.SlotReleased, ev.SchedulingFailed, ev.SessionHeld, ev.SessionMissed),
+    events=(
+        ev.SlotAssigned,
+        ev.AssignmentPending,
+        ev.SlotReleased,
+        ev.SchedulingFailed,
+        ev.SessionHeld,
+        ev.SessionMissed,
+    ),
 )
 NOTIFIER_EVENTS = Topic(
     name="glv.notifier.events",

@@ -45,6 +45,7 @@ class ArchiveUseCase:
         router.on(ev.OfficeCatalogUpdated, ev.OfficeCatalogUpdatedV2)(self.catalog_entry)
         # Nothing to archive in the rest of what the scheduler and ticketing say.
         router.ignore(
+            ev.AssignmentPending,
             ev.SlotReleased,
             ev.SchedulingFailed,
             ev.SessionMissed,

@@ -66,6 +66,8 @@ class NotifierUseCase:
             ev.ArchiveErased,
             ev.ErasureRequested,
             ev.ErasureApproved,
+            # The stakeholder hears when the slot is decided (the invitation), not before.
+            ev.AssignmentPending,
         )
         return router
 

@@ -18,6 +18,7 @@ from glv_scheduler.api import officer_routes, webhook_routes
 from glv_scheduler.handlers import SchedulerUseCase
 from glv_scheduler.intake import decode_for_scheduler
 from glv_scheduler.meetings import MeetingProvider, provider_from_settings
+from glv_scheduler.round_runner import RoundRunner
 from glv_scheduler.settings import SchedulerSettings, checked, meeting_secret
 
 SERVICE = "scheduler"
@@ -58,6 +59,7 @@ def build_spec(
 
     async def sweep(db: Database) -> None:
         await use_case.sweep_waitlist(db)
+        await use_case.sweep_rounds(db)
 
     def routes(db: Database) -> Sequence[BaseRoute]:
         webhook = (
@@ -75,6 +77,7 @@ def build_spec(
         decoder=decode_for_scheduler,
         routes=routes,
         periodic=[Periodic("waitlist-sweep", settings.waitlist_sweep_interval_s, sweep)],
+        job_kinds=lambda db: [RoundRunner(use_case, db, settings, clock).kind()],
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -116,6 +116,15 @@ class _Day:
     on_duty: list[str]  # every officer with a start that day, sorted
 
 
+def _inside(calendar: _Day, first: datetime, last: datetime) -> list[tuple[_Run, int, int]]:
+    """The starts of each run of the day inside [first, last]: run.first + n * GRID for lo <= n < hi."""
+    ranges = [
+        (run, max(0, -((run.first - first) // GRID)), min(run.count, (last - run.first) // GRID + 1))
+        for run in calendar.runs
+    ]
+    return [(run, lo, hi) for run, lo, hi in ranges if lo < hi]
+
+
 class SlotSearch:
     """The search for one catalog (officers, closures), remembering the calendars it has worked out.
 
@@ -202,12 +211,7 @@ class SlotSearch:
         first, last = _ceil_to_grid(earliest), latest_end - service.duration
         for day in _days(earliest, latest_end, office):
             calendar = self._day(office, service, day)
-            # The starts of each run inside [first, last].
-            ranges = [
-                (run, max(0, -((run.first - first) // GRID)), min(run.count, (last - run.first) // GRID + 1))
-                for run in calendar.runs
-            ]
-            ranges = [(run, lo, hi) for run, lo, hi in ranges if lo < hi]
+            ranges = _inside(calendar, first, last)
             if not ranges:
                 continue  # nobody can start then that day: nothing to read
             # Day by day, so that a store-backed view reads only the days searched.
@@ -225,6 +229,24 @@ class SlotSearch:
                         )
                         return start, tuple(o.officer_id for o in chosen[:needed])
         return None
+
+    def starts(
+        self, office: Office, service: ServiceType, earliest: datetime, latest_end: datetime
+    ) -> Iterator[tuple[datetime, tuple[Officer, ...]]]:
+        """Every grid start in [earliest, latest_end - duration], in time order, with the officers who
+        have the skill and are on duty for the whole session then (office hours, breaks, closures,
+        rosters, leave): the candidates `find` checks against the bookings, for an exact optimizer."""
+        if latest_end - service.duration < earliest:
+            return
+        first, last = _ceil_to_grid(earliest), latest_end - service.duration
+        for day in _days(earliest, latest_end, office):
+            for run, lo, hi in _inside(self._day(office, service, day), first, last):
+                for n in range(lo, hi):
+                    yield run.first + n * GRID, run.people
+
+    @property
+    def closures(self) -> Closures:
+        return self._closures
 
     async def find(self, request: Request, office: Office, busy: BusyView) -> Proposal | None:
         """The best slot for the request, or None when nothing fits inside the horizon."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from glv_scheduler.calendar import Office, Officer, ServiceType, parse_week
+from glv_scheduler.round_policy import RoundPolicy, check_round_service, parse_round
 from glv_schemas.events import CATALOG_CLOCK_SKEW, OfficeCatalogUpdated, OfficeCatalogUpdatedV2, ServiceOfferingV2
 
 
@@ -19,6 +20,8 @@ class ServiceInfo:
     service: ServiceType
     name_id: str
     name_en: str
+    # Decided in rounds at every office offering it, unless an office says otherwise.
+    rounds: RoundPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Catalog:
     offices: dict[str, OfficeInfo]
     officers: list[Officer]
     collective_leave: dict[date, str]
+    # (office, service) decided in rounds; every other pair is decided at once.
+    rounds: dict[tuple[str, str], RoundPolicy] = field(default_factory=dict)
 
     def office_entries(self, now: datetime) -> list[OfficeCatalogUpdatedV2]:
         """What ticketing needs of each office, for the compacted catalog topic."""
@@ -80,6 +85,7 @@ def _service(code: str, spec: dict[str, Any]) -> ServiceInfo:
         ),
         name_id=spec["name_id"],
         name_en=spec["name_en"],
+        rounds=parse_round(f"service {code}", spec.get("rounds")),
     )
 
 
@@ -124,7 +130,27 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
         offices=offices,
         officers=officers,
         collective_leave={item["date"]: item["name"] for item in data.get("collective_leave", [])},
+        rounds=_rounds(data, services, offices),
     )
+
+
+def _rounds(
+    data: dict[str, Any], services: dict[str, ServiceInfo], offices: dict[str, OfficeInfo]
+) -> dict[tuple[str, str], RoundPolicy]:
+    """Each office's services decided in rounds: the service's setting, or the office's own."""
+    rounds: dict[tuple[str, str], RoundPolicy] = {}
+    for entry in data["offices"]:
+        code = entry["office_code"]
+        own = entry.get("rounds") or {}
+        if unknown := sorted(set(own) - offices[code].office.services):
+            raise ValueError(f"office {code}: rounds for services it does not offer: {unknown}")
+        for service_code in sorted(offices[code].office.services):
+            where = f"office {code}, service {service_code}"
+            policy = parse_round(where, own[service_code]) if service_code in own else services[service_code].rounds
+            if policy is not None:
+                check_round_service(where, services[service_code].service)
+                rounds[code, service_code] = policy
+    return rounds
 
 
 def read_catalog(path: Path) -> Catalog:

@@ -16,22 +16,25 @@ import dataclasses
 import functools
 import time as clock_time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from prometheus_client import Counter, Histogram
 
 from glv_runtime.consumer import Inbound
 from glv_runtime.db import DbConnection
+from glv_runtime.jobs_store import write_jobs
 from glv_runtime.logs import get_logger
 from glv_runtime.outbox import OutboxMessage, event_message
 from glv_runtime.router import Router
 from glv_runtime.unit_of_work import Database, UnitOfWork
 from glv_scheduler import store
-from glv_scheduler.assignment import BatchPlanner, NewSlot, Placement, Request, SlotSearch, Want
+from glv_scheduler.assignment import BatchPlanner, NewSlot, Placement, Proposal, Request, SlotSearch, Want
 from glv_scheduler.meetings import MeetingProvider, Participant
+from glv_scheduler.round_planner import RoundPlanner
+from glv_scheduler.round_policy import RoundPolicy, round_job
 from glv_schemas import events as ev
 from glv_schemas.base import Event
 
@@ -49,6 +52,9 @@ ASSIGN_SECONDS = Histogram(
     "Time to find and book a slot for one ticket (a batch's time shared by its tickets)",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+# A round's job normally runs within seconds of its time; later than this, the sweep reschedules.
+ROUND_GRACE = timedelta(minutes=10)
+ROUND_TICKETS = Counter("glv_scheduler_round_tickets_total", "Tickets held for their office's next round")
 CLASHES = Counter(
     "glv_scheduler_booking_clashes_total", "Bookings the exclusion constraint refused (another replica was first)"
 )
@@ -189,6 +195,10 @@ class SchedulerUseCase:
             if waits and all(line != (r.office_code, r.service_code) for r, _ in fresh):
                 behind.add(line)
             fresh.append((record, trace))
+        in_rounds = [(r, t) for r, t in fresh if (r.office_code, r.service_code) in batch.view.rounds]
+        if in_rounds:
+            uow.publish_messages(await self._hold_for_rounds(uow, batch, in_rounds))
+            fresh = [(r, t) for r, t in fresh if (r.office_code, r.service_code) not in batch.view.rounds]
         if fresh:
             uow.publish_messages(await self._place(uow.conn, batch.view, batch.search, fresh, batch.now, behind=behind))
             share = (clock_time.perf_counter() - started) / len(fresh)
@@ -351,6 +361,7 @@ class SchedulerUseCase:
         now: datetime,
         leaving: uuid.UUID | None,
         describe: Callable[[store.RequestRecord, store.SlotRecord], None] | None,
+        planned: Mapping[int, Proposal] | None = None,
     ) -> list[store.SlotRecord | None]:
         """Place the tickets in memory and write what they take, set-based; the slot of each, or None.
 
@@ -372,8 +383,10 @@ class SchedulerUseCase:
         )
         stored = await store.lock_open_webinars(conn, lines, leaving=leaving)
         webinars = {webinar.slot_id: slot for found in stored.values() for webinar, slot in found}
-        planner = BatchPlanner(
-            search, busy, {line: [webinar for webinar, _ in found] for line, found in stored.items()}
+        planner = (
+            BatchPlanner(search, busy, {line: [webinar for webinar, _ in found] for line, found in stored.items()})
+            if planned is None
+            else RoundPlanner(search, busy, planned)  # a round's consultations: no webinar
         )
         placed: list[Placement | None] = [None] * len(wants)
         rows: dict[str, store.NewSlotRow] = {}  # the new slots written, by slot id
@@ -473,6 +486,8 @@ class SchedulerUseCase:
         current = await store.live_slot_of(conn, record.ticket_id)
         if current is None:  # still waiting: wait with the new windows, and try them now
             await store.set_request(conn, record.ticket_id, record.status, now, windows=windows)
+            if (record.office_code, record.service_code) in view.rounds:
+                return []  # ...or at its round, with the others
             return await self._place(conn, view, batch.search, [(moved, trace)], now)
         # The new slot is booked before the old one is let go (inside a savepoint):
         # when nothing fits, the ticket keeps the slot it has.
@@ -546,6 +561,36 @@ class SchedulerUseCase:
                     break  # the line is stuck or served: the next office and service
         return assigned
 
+    async def sweep_rounds(self, db: Database) -> int:
+        """The safety net of rounds: tickets whose round is done or overdue (skipped while another
+        transaction held them) get the next round of their line."""
+        async with db.unit_of_work() as uow:
+            view, _ = await self._catalog(uow.conn)
+            now = self._clock()
+            lines = await store.overdue_rounds(uow.conn, now, ROUND_GRACE)
+            for office_code, service_code in lines:
+                policy = view.rounds.get((office_code, service_code))
+                office = view.offices.get(office_code)
+                if policy is None or office is None:  # no longer in rounds: the next batch or sweep places them
+                    await uow.conn.execute(
+                        "UPDATE request SET status = 'waitlisted', waitlisted_at = $3, round_at = NULL"
+                        " WHERE office_code = $1 AND service_code = $2 AND status = 'awaiting_round'",
+                        office_code,
+                        service_code,
+                        now,
+                    )
+                    continue
+                round_at = await self._open_round(uow.conn, office_code, policy, office.zone, now)
+                await uow.conn.execute(
+                    "UPDATE request SET round_at = $3 WHERE office_code = $1 AND service_code = $2"
+                    " AND status = 'awaiting_round'",
+                    office_code,
+                    service_code,
+                    round_at,
+                )
+                uow.enqueue(round_job(office_code, round_at))
+        return len(lines)
+
     async def _refill(
         self,
         conn: DbConnection,
@@ -573,6 +618,14 @@ class SchedulerUseCase:
         messages: list[OutboxMessage] = []
         if not await store.waiting(conn, office_code, service_code, before=before):
             return messages, None
+        policy = view.rounds.get((office_code, service_code))
+        if policy is not None:
+            # Decided in rounds: the waiting tickets join the next round, in filing order.
+            office = view.offices[office_code]
+            await write_jobs(
+                conn, [round_job(office_code, await self._open_round(conn, office_code, policy, office.zone, now))]
+            )
+            return messages, None
         await store.lock_waitlist(conn, office_code, service_code)
         described: dict[uuid.UUID, OutboxMessage] = {}
 
@@ -596,6 +649,111 @@ class SchedulerUseCase:
                 return messages, failure
             if most is not None and len(messages) >= most:
                 return messages, None
+
+    # -------------------------------------------------------------- rounds
+
+    @staticmethod
+    async def _open_round(
+        conn: DbConnection, office_code: str, policy: RoundPolicy, zone: str, now: datetime
+    ) -> datetime:
+        """The office's next round still to be decided (one being decided now is waited for)."""
+        round_at = policy.next_round(now, zone)
+        while not await store.open_round(conn, office_code, round_at):
+            round_at = policy.next_round(round_at, zone)
+        return round_at
+
+    async def _hold_for_rounds(
+        self, uow: UnitOfWork, batch: _BatchContext, fresh: Sequence[tuple[store.RequestRecord, str | None]]
+    ) -> list[OutboxMessage]:
+        """Tickets of services decided in rounds wait for their office's next round (its job made
+        once, whatever the number of tickets and replicas); the portal hears when."""
+        view, now = batch.view, batch.now
+        rounds: dict[tuple[str, datetime], list[tuple[store.RequestRecord, str | None]]] = {}
+        for record, trace in fresh:
+            office = view.offices[record.office_code]
+            policy = view.rounds[record.office_code, record.service_code]
+            round_at = await self._open_round(uow.conn, office.code, policy, office.zone, now)
+            rounds.setdefault((office.code, round_at), []).append((record, trace))
+        messages: list[OutboxMessage] = []
+        for (office_code, round_at), waiting in rounds.items():
+            await store.hold_for_round(uow.conn, [record.ticket_id for record, _ in waiting], round_at)
+            uow.enqueue(round_job(office_code, round_at))
+            for record, trace in waiting:
+                event = ev.AssignmentPending(
+                    ticket_id=record.ticket_id,
+                    office_code=office_code,
+                    service_code=record.service_code,
+                    round_at=round_at,
+                    pending_at=now,
+                )
+                messages.append(self._message(event, trace))
+        ROUND_TICKETS.inc(len(fresh))
+        return messages
+
+    async def decide_round(
+        self,
+        conn: DbConnection,
+        office_code: str,
+        round_at: datetime,
+        planned: Mapping[uuid.UUID, Proposal],
+        figures: store.RoundFigures,
+        now: datetime,
+    ) -> list[OutboxMessage]:
+        """Write a round's decision (in the job's unit of work, after the solve): the plan's slots
+        where still free, the greedy for what the plan does not cover (a ticket that came while
+        it was solved, a booking taken meanwhile), the rest waitlisted for the next round.
+
+        Locks in the order batches take them (waitlists, then the round), so that a batch
+        accepting a ticket for this office waits for the round instead of deadlocking with it."""
+        view, search = await self._catalog(conn)
+        lines = [(o, s) for o, s in view.rounds if o == office_code]
+        await store.lock_waitlists(conn, lines, [])
+        if await store.lock_round(conn, office_code, round_at) != "pending":
+            return []  # decided already (another replica, or this job's earlier attempt)
+        records = await store.round_requests(conn, office_code, round_at, [s for _, s in lines], lock=True)
+        messages: list[OutboxMessage] = []
+        wants: list[tuple[store.RequestRecord, Want]] = []
+        by_want: dict[int, Proposal] = {}
+        refused: list[tuple[uuid.UUID, store.RequestStatus]] = []
+        for record in records:
+            want = self._want(view, search, record, now, None)
+            if isinstance(want, Failed):
+                refused.append((record.ticket_id, store.RequestStatus.UNSCHEDULABLE))
+                messages.append(self._failed(record, want, now, None, waitlisted=False))
+                continue
+            wants.append((record, want))
+            if (proposal := planned.get(record.ticket_id)) is not None:
+                by_want[id(want)] = proposal
+        described: dict[uuid.UUID, OutboxMessage] = {}
+
+        def describe(record: store.RequestRecord, slot: store.SlotRecord) -> None:
+            described[record.ticket_id] = self._slot_assigned(view, record, slot, now, None, None)
+
+        slots = await self._book(conn, view, search, wants, now, None, describe, planned=by_want) if wants else []
+        for (record, _), slot in zip(wants, slots, strict=True):
+            if slot is not None:
+                messages.append(described[record.ticket_id])
+            elif record.status == store.RequestStatus.AWAITING_ROUND:
+                # No room: it waits for the next round (told once; a waitlisted ticket was told).
+                refused.append((record.ticket_id, store.RequestStatus.WAITLISTED))
+                messages.append(self._failed(record, Failed("no_capacity", waitlist=True), now, None, waitlisted=True))
+        await store.set_requests(conn, refused, now)
+        placed = sum(slot is not None for slot in slots)
+        await store.round_done(conn, office_code, round_at, dataclasses.replace(figures, placed=placed), now)
+        if await store.left_behind(conn, office_code, round_at):
+            # A ticket another transaction held (being cancelled, say) was skipped: the next round.
+            office = view.offices[office_code]
+            nexts = [await self._open_round(conn, office_code, view.rounds[line], office.zone, now) for line in lines]
+            await write_jobs(conn, [round_job(office_code, min(nexts))])
+        log.info(
+            "round decided",
+            office_code=office_code,
+            tickets=len(records),
+            placed=placed,
+            method=figures.method,
+            solve_s=round(figures.solve_seconds, 3),
+        )
+        return messages
 
     # -------------------------------------------------------------- helpers
 

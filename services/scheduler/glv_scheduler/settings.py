@@ -44,6 +44,13 @@ class SchedulerSettings(ServiceSettings):
     # Waitlisted tickets are retried when a slot is released and also on this
     # period, since time brings new days inside the horizon.
     waitlist_sweep_interval_s: float = Field(default=300.0, gt=0)
+    # Rounds (services the catalog says an office decides in rounds): the solver's time limit per
+    # round (then its best solution, or the greedy), and the round job's lease: a replica takes
+    # over a round whose runner died after about this long.
+    round_time_limit_s: float = Field(default=8.0, gt=0, le=600)
+    round_lease_s: float = Field(default=15.0, ge=2)
+    # Tests only: the round's runner kills its own process after the solve, before the write.
+    round_crash_after_solve: bool = False
 
 
 def checked(settings: SchedulerSettings, *, webhook: bool = True) -> SchedulerSettings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cached_property
@@ -17,6 +17,7 @@ from glv_scheduler.assignment import InMemoryBusy, OpenWebinar
 from glv_scheduler.calendar import WEEKDAYS, Closures, Interval, Office, Officer, ServiceType, WeeklyHours
 from glv_scheduler.catalog import Catalog
 from glv_scheduler.meetings import MeetingPlan
+from glv_scheduler.round_policy import RoundPolicy
 
 
 class RequestStatus(StrEnum):
@@ -27,6 +28,7 @@ class RequestStatus(StrEnum):
     UNSCHEDULABLE = "unschedulable"
     CANCELLED = "cancelled"
     DONE = "done"
+    AWAITING_ROUND = "awaiting_round"
 
 
 # --------------------------------------------------------------------- catalog
@@ -98,6 +100,11 @@ async def save_catalog(conn: DbConnection, catalog: Catalog) -> None:
     await conn.executemany(
         "INSERT INTO collective_leave (day, name) VALUES ($1, $2)", list(catalog.collective_leave.items())
     )
+    await conn.execute("DELETE FROM round_policy")
+    await conn.executemany(
+        "INSERT INTO round_policy (office_code, service_code, every_minutes, cutoff) VALUES ($1, $2, $3, $4)",
+        [(office, service, p.every_minutes, p.cutoff) for (office, service), p in sorted(catalog.rounds.items())],
+    )
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class CatalogView:
     offices: dict[str, Office]
     officers: list[Officer]
     closures: Closures
+    rounds: dict[tuple[str, str], RoundPolicy] = field(default_factory=dict)
 
 
 async def catalog_version(conn: DbConnection) -> UUID:
@@ -153,7 +161,11 @@ async def load_catalog_view(conn: DbConnection) -> CatalogView:
         for r in await conn.fetch("SELECT * FROM officer WHERE active ORDER BY officer_id")
     ]
     leave = frozenset(r["day"] for r in await conn.fetch("SELECT day FROM collective_leave"))
-    return CatalogView(services, offices, officers, Closures(collective_leave=leave))
+    rounds = {
+        (r["office_code"], r["service_code"]): RoundPolicy(timedelta(minutes=r["every_minutes"]), r["cutoff"])
+        for r in await conn.fetch("SELECT * FROM round_policy")
+    }
+    return CatalogView(services, offices, officers, Closures(collective_leave=leave), rounds)
 
 
 # -------------------------------------------------------------------- bookings
@@ -735,3 +747,121 @@ async def officer_slots(
         )
         for r in rows
     ]
+
+
+# ---------------------------------------------------------------------- rounds
+
+
+async def open_round(conn: DbConnection, office_code: str, round_at: datetime) -> bool:
+    """Whether the office's round at `round_at` is still to be decided (its row made if new).
+
+    The row stays share-locked until commit: a round being decided (FOR UPDATE) makes this wait,
+    and once it is done a ticket goes to the next round, so none is left behind by a round."""
+    await conn.execute(
+        "INSERT INTO scheduling_round (office_code, round_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        office_code,
+        round_at,
+    )
+    status: str = await conn.fetchval(
+        "SELECT status FROM scheduling_round WHERE office_code = $1 AND round_at = $2 FOR SHARE", office_code, round_at
+    )
+    return status == "pending"
+
+
+async def hold_for_round(conn: DbConnection, ticket_ids: Sequence[UUID], round_at: datetime) -> None:
+    await conn.execute(
+        "UPDATE request SET status = 'awaiting_round', round_at = $2, waitlisted_at = NULL"
+        " WHERE ticket_id = ANY($1::uuid[])",
+        list(ticket_ids),
+        round_at,
+    )
+
+
+async def lock_round(conn: DbConnection, office_code: str, round_at: datetime) -> str | None:
+    """The round's status, its row locked until commit (one decision per round, across replicas)."""
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM scheduling_round WHERE office_code = $1 AND round_at = $2 FOR UPDATE",
+        office_code,
+        round_at,
+    )
+    return status
+
+
+async def round_requests(
+    conn: DbConnection, office_code: str, round_at: datetime, services: Sequence[str], *, lock: bool = False
+) -> list[RequestRecord]:
+    """What a round decides, first come first served: the office's tickets awaiting this round (or
+    an earlier one) and those waitlisted on its round services (they join the next round)."""
+    rows = await conn.fetch(
+        "SELECT * FROM request WHERE office_code = $1"
+        " AND ((status = 'awaiting_round' AND round_at <= $2) OR (status = 'waitlisted' AND service_code = ANY($3)))"
+        # SKIP LOCKED: a ticket another transaction holds (being cancelled) is not waited for; it
+        # is left for the next round (left_behind), so that the two cannot deadlock.
+        " ORDER BY arrival" + (" FOR UPDATE SKIP LOCKED" if lock else ""),
+        office_code,
+        round_at,
+        list(services),
+    )
+    return [_request(r) for r in rows]
+
+
+async def left_behind(conn: DbConnection, office_code: str, round_at: datetime) -> bool:
+    """Whether tickets still await this round or an earlier one (skipped while held elsewhere)."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM request WHERE office_code = $1 AND status = 'awaiting_round' AND round_at <= $2)",
+        office_code,
+        round_at,
+    )
+    return found
+
+
+async def overdue_rounds(conn: DbConnection, now: datetime, grace: timedelta) -> list[tuple[str, str]]:
+    """(office, service) lines with tickets whose round is done or overdue: the sweep's safety net
+    (a round that skipped a ticket held elsewhere schedules the next one itself)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT r.office_code, r.service_code FROM request r"
+        " LEFT JOIN scheduling_round s ON s.office_code = r.office_code AND s.round_at = r.round_at"
+        " WHERE r.status = 'awaiting_round' AND (s.status IS DISTINCT FROM 'pending' OR r.round_at < $1)"
+        " ORDER BY 1, 2",
+        now - grace,
+    )
+    return [(r["office_code"], r["service_code"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class RoundFigures:
+    tickets: int
+    placed: int
+    windows_honoured: int
+    method: str
+    fallback_reason: str | None
+    solve_seconds: float
+
+
+async def round_done(
+    conn: DbConnection, office_code: str, round_at: datetime, figures: RoundFigures, now: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE scheduling_round SET status = 'done', tickets = $3, placed = $4, windows_honoured = $5,"
+        " method = $6, fallback_reason = $7, solve_seconds = $8, decided_at = $9"
+        " WHERE office_code = $1 AND round_at = $2",
+        office_code, round_at, figures.tickets, figures.placed, figures.windows_honoured,
+        figures.method, figures.fallback_reason, figures.solve_seconds, now,
+    )  # fmt: skip
+
+
+async def bookings_between(
+    conn: DbConnection, officer_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, list[Interval]]:
+    """Every live booking of these officers overlapping [start, end): what a round must keep."""
+    rows = await conn.fetch(
+        "SELECT officer_id, lower(during) AS s, upper(during) AS e FROM booking"
+        " WHERE live AND officer_id = ANY($1::text[]) AND lower(during) < $3 AND upper(during) > $2",
+        list(officer_ids),
+        start,
+        end,
+    )
+    booked: dict[str, list[Interval]] = {}
+    for r in rows:
+        booked.setdefault(r["officer_id"], []).append((r["s"], r["e"]))
+    return booked

@@ -30,6 +30,8 @@ FILED_AT_SKEW = timedelta(minutes=5)
 
 class Status(StrEnum):
     ACCEPTED = "accepted"
+    # The office decides its service in rounds: the ticket waits for the next one.
+    AWAITING_ROUND = "awaiting_round"
     WAITLISTED = "waitlisted"
     # The scheduler cannot place it (no officer has the skill, unknown office, ...):
     # not final, so that the portal can still cancel it.

@@ -169,6 +169,7 @@ class TicketingUseCase:
         router.on(ev.OfficeCatalogUpdated, ev.OfficeCatalogUpdatedV2)(self.apply_catalog_entry)
         router.on(
             ev.SlotAssigned,
+            ev.AssignmentPending,
             ev.SlotReleased,
             ev.SchedulingFailed,
             ev.SessionHeld,
@@ -471,6 +472,10 @@ def lifecycle_transition(event: BaseModel, current: Status) -> Transition:
                 Status.SCHEDULED,
                 {"starts_at": event.starts_at.isoformat(), "office_zone": event.office_zone},
             )
+        case ev.AssignmentPending():
+            # A slot that came first (another topic is not behind this one) is not undone.
+            status = None if current == Status.SCHEDULED else Status.AWAITING_ROUND
+            return Transition("awaiting_round", status, {"round_at": event.round_at.isoformat()})
         case ev.SlotReleased():
             return Transition("slot_released", None, {"reason": event.reason})
         case ev.SchedulingFailed() if event.waitlisted:
