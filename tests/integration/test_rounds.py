@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import yaml
 
@@ -21,8 +22,9 @@ from glv_scheduler.__main__ import load_catalog
 from glv_scheduler.settings import SchedulerSettings
 from glv_schemas.base import TimeWindow
 from glv_schemas.events import TicketAccepted
-from glv_schemas.topics import ALL_TOPICS
+from glv_schemas.topics import ALL_TOPICS, PORTAL_UPDATES
 from tests.conftest import free_port
+from tests.integration.conftest import Glv
 from tests.integration.processes import ServiceProcess
 
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -205,3 +207,38 @@ async def test_a_replica_takes_over_a_round_whose_runner_was_killed(
     finally:
         doomed.kill()
         survivor.kill()
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path) -> Path:
+    """The catalog the `glv` fixture (ticketing and the scheduler) loads: TNY's lelang in rounds."""
+    return rounds_catalog(tmp_path / "glv-rounds.yaml")
+
+
+async def test_the_portal_sees_its_ticket_await_the_round_then_its_slot(glv: Glv) -> None:
+    rng = random.Random(5)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(hour=1, minute=0, second=0, microsecond=0)
+    filed = [
+        ticket(rng, portal_id="sim-portal", office_code="TNY", service_code="lelang").model_copy(
+            update={"preferred_windows": [TimeWindow(start=tomorrow, end=tomorrow + timedelta(hours=2))]}
+        )
+        for _ in range(3)
+    ]
+    ids = {f.ticket_id for f in filed}
+    updates = glv.ticketing.prefix + PORTAL_UPDATES.for_portal("sim-portal")
+    async with EventProbe(glv.ticketing.settings.kafka_bootstrap_servers, [updates]) as portal_sees:
+        async with PortalClient(glv.ticketing.settings.kafka_bootstrap_servers, glv.ticketing.prefix) as portal:
+            await portal.file(filed)
+        await portal_sees.wait_for(
+            lambda _: ids <= {s.event.ticket_id for s in portal_sees.of_type("SlotAssigned")}, 150
+        )
+        pending = {s.event.ticket_id: s.event for s in portal_sees.of_type("AssignmentPending")}
+        assert set(pending) == ids
+        for slot in portal_sees.of_type("SlotAssigned"):
+            assert slot.event.assigned_at >= pending[slot.event.ticket_id].round_at
+    async with httpx.AsyncClient(base_url=glv.ticketing.base_url) as client:
+        answer = (await client.get(f"/v1/tickets/{filed[0].ticket_id}", headers=glv.ticketing.auth())).json()
+    entries = [(h["entry"], h["status"]) for h in answer["history"]]
+    assert ("awaiting_round", "awaiting_round") in entries and entries[-1] == ("scheduled", "scheduled")
+    [waited] = [h for h in answer["history"] if h["entry"] == "awaiting_round"]
+    assert waited["detail"]["round_at"] == pending[filed[0].ticket_id].round_at.isoformat()
