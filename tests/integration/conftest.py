@@ -138,3 +138,21 @@ async def glv(
         yield Glv(ticketing, scheduler, settings)
     finally:
         await scheduler.stop()
+
+
+async def scheduler_on_catalog(
+    scheduler_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, catalog: Path
+) -> SchedulerSettings:
+    """Settings of a scheduler run as a process (from `scheduler_env`), its catalog loaded."""
+    for name, value in scheduler_env.items():
+        monkeypatch.setenv(name, value)
+    loaded = SchedulerSettings()
+    await load_catalog(loaded, catalog)
+    return loaded
+
+
+# Pairs of live bookings of one officer that overlap: the exclusion constraint allows none.
+OVERLAPPING_BOOKINGS = (
+    "SELECT count(*) FROM booking a JOIN booking b ON a.officer_id = b.officer_id"
+    " AND a.slot_id < b.slot_id AND a.live AND b.live AND a.during && b.during"
+)

@@ -18,13 +18,12 @@ import yaml
 
 from glv_devtools.portal import PortalClient, accepted_for, record_for, ticket
 from glv_devtools.probe import EventProbe
-from glv_scheduler.__main__ import load_catalog
 from glv_scheduler.settings import SchedulerSettings
 from glv_schemas.base import TimeWindow
 from glv_schemas.events import TicketAccepted
 from glv_schemas.topics import ALL_TOPICS, PORTAL_UPDATES
 from tests.conftest import free_port
-from tests.integration.conftest import Glv
+from tests.integration.conftest import OVERLAPPING_BOOKINGS, Glv, scheduler_on_catalog
 from tests.integration.processes import ServiceProcess
 
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -55,11 +54,7 @@ def rounds_catalog(path: Path) -> Path:
 async def settings(
     scheduler_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[SchedulerSettings]:
-    for name, value in scheduler_env.items():
-        monkeypatch.setenv(name, value)
-    loaded = SchedulerSettings()
-    await load_catalog(loaded, rounds_catalog(tmp_path / "rounds.yaml"))
-    yield loaded
+    yield await scheduler_on_catalog(scheduler_env, monkeypatch, rounds_catalog(tmp_path / "rounds.yaml"))
 
 
 def accepted(service: str, count: int, seed: int, *, windows: bool = True) -> list[TicketAccepted]:
@@ -94,14 +89,19 @@ def of(probe: EventProbe, name: str, ids: set[uuid.UUID]) -> list[Any]:
     return [s for s in probe.of_type(name) if s.event.ticket_id in ids]
 
 
+async def all_decided(probe: EventProbe, ids: set[uuid.UUID], timeout_s: float) -> None:
+    """Until each ticket has its slot or its SchedulingFailed."""
+    await probe.wait_for(
+        lambda _: ids <= {s.event.ticket_id for s in probe.of_type("SlotAssigned") + probe.of_type("SchedulingFailed")},
+        timeout_s,
+    )
+
+
 async def invariants(settings: SchedulerSettings, probe: EventProbe, ids: set[uuid.UUID]) -> list[Any]:
     """No overlapping bookings; each ticket decided once (a slot with one live seat, or waiting)."""
     conn = await asyncpg.connect(settings.dsn())
     try:
-        overlaps = await conn.fetchval(
-            "SELECT count(*) FROM booking a JOIN booking b ON a.officer_id = b.officer_id"
-            " AND a.slot_id < b.slot_id AND a.live AND b.live AND a.during && b.during"
-        )
+        overlaps = await conn.fetchval(OVERLAPPING_BOOKINGS)
         seats = await conn.fetch(
             "SELECT r.ticket_id, r.status, count(s.slot_id) AS live FROM request r"
             " LEFT JOIN seat s ON s.ticket_id = r.ticket_id AND s.live WHERE r.ticket_id = ANY($1::uuid[])"

@@ -12,12 +12,11 @@ import pytest
 
 from glv_devtools.portal import PortalClient, accepted_for, record_for, ticket
 from glv_devtools.probe import EventProbe
-from glv_scheduler.__main__ import load_catalog
 from glv_scheduler.settings import SchedulerSettings
 from glv_schemas.events import TicketAccepted
 from glv_schemas.topics import ALL_TOPICS
 from tests.conftest import free_port
-from tests.integration.conftest import tiny_catalog
+from tests.integration.conftest import OVERLAPPING_BOOKINGS, scheduler_on_catalog, tiny_catalog
 from tests.integration.processes import ServiceProcess
 
 
@@ -25,12 +24,9 @@ from tests.integration.processes import ServiceProcess
 async def settings(
     scheduler_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[SchedulerSettings]:
-    for name, value in scheduler_env.items():
-        monkeypatch.setenv(name, value)
-    loaded = SchedulerSettings()
     # Two officers, eight slots a day each, three days ahead: far fewer slots than tickets.
-    await load_catalog(loaded, tiny_catalog(tmp_path / "tiny.yaml", officers=2, horizon_days=3, hours="08:00-16:00"))
-    yield loaded
+    catalog = tiny_catalog(tmp_path / "tiny.yaml", officers=2, horizon_days=3, hours="08:00-16:00")
+    yield await scheduler_on_catalog(scheduler_env, monkeypatch, catalog)
 
 
 def _accepted(count: int, seed: int) -> list[TicketAccepted]:
@@ -64,10 +60,7 @@ def _placed(probe: EventProbe) -> set[object]:
 async def _assert_invariants(settings: SchedulerSettings, probe: EventProbe, count: int) -> None:
     conn = await asyncpg.connect(settings.dsn())
     try:
-        overlaps = await conn.fetchval(
-            "SELECT count(*) FROM booking a JOIN booking b ON a.officer_id = b.officer_id"
-            " AND a.slot_id < b.slot_id AND a.live AND b.live AND a.during && b.during"
-        )
+        overlaps = await conn.fetchval(OVERLAPPING_BOOKINGS)
         rows = await conn.fetch(
             "SELECT r.status, count(s.slot_id) AS live_seats FROM request r"
             " LEFT JOIN seat s ON s.ticket_id = r.ticket_id AND s.live GROUP BY r.ticket_id, r.status"
