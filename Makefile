@@ -5,7 +5,7 @@ STACK := deploy/local/stack.sh
 # Every package's pyproject.toml: schemas, runtime, tools and each services/<name>/.
 PACKAGES := $(wildcard */pyproject.toml services/*/pyproject.toml)
 
-.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench fuzz pipeline-bench archive-bench
+.PHONY: setup stack-up stack-down demo test lint typecheck pytest schemas deploy-files bench fuzz pipeline-bench archive-bench rounds-bench
 
 .venv/.installed: constraints.txt requirements-dev.txt $(PACKAGES) scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -62,6 +62,12 @@ pipeline-bench: setup
 ## Options go in ARGS, e.g. make archive-bench ARGS="--size-mb 1000 --repeat 5".
 archive-bench: setup
 	$(BIN)/python benchmarks/archive_bench.py $(ARGS)
+
+## Rounds benchmark: immediate assignment, rounds of 15 and 60 minutes and of a day, and the offline optimum on the
+## same demand (windows honoured, working-hours lead, time to answer); a round of 300 at one office (2-3 minutes;
+## in memory, no Kafka or PostgreSQL). Options go in ARGS, e.g. make rounds-bench ARGS="--quick" or ARGS="--days 3".
+rounds-bench: setup
+	$(BIN)/python benchmarks/rounds_bench.py $(ARGS)
 
 ## Long fuzz run: 10,000 generated records per consuming service against the running services; prints the table.
 fuzz: setup

@@ -31,7 +31,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -54,6 +54,7 @@ from glv_scheduler.assignment import GRID, InMemoryBusy, Proposal, Request, Slot
 from glv_scheduler.calendar import Closures, Interval, Office, Officer, ServiceType, parse_week, working_intervals
 from glv_scheduler.catalog import read_catalog
 from glv_scheduler.meetings import JitsiMeet
+from glv_scheduler.worktime import WorkClock
 
 REPO = Path(__file__).resolve().parent.parent
 CATALOG = REPO / "deploy" / "catalog" / "catalog.yaml"
@@ -236,50 +237,36 @@ def random_window(rng: random.Random, office: Office, service: ServiceType, file
     return None
 
 
+def filing_time(rng: random.Random, office: Office, first: date, days: int) -> datetime:
+    """65% during office hours, the rest at any time of the days (nights, weekend), to the minute."""
+    if rng.random() < 0.65:
+        hours = office_intervals(office, first, days)
+        start, end = rng.choices(hours, weights=[(e - s).total_seconds() for s, e in hours])[0]
+        filed = start + (end - start) * rng.random()
+    else:
+        filed = datetime.combine(first, datetime.min.time(), tzinfo=office.tz) + timedelta(days=days) * rng.random()
+    return filed.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def random_windows(
+    rng: random.Random, office: Office, service: ServiceType, filed_at: datetime, weights: Sequence[float]
+) -> tuple[Interval, ...]:
+    """0, 1, 2... windows (`weights[n]`: the weight of n), those that came out valid, sorted."""
+    count = rng.choices(range(len(weights)), weights=weights)[0]
+    windows = [w for w in (random_window(rng, office, service, filed_at) for _ in range(count)) if w is not None]
+    return tuple(sorted(set(windows)))
+
+
 def demand(site: Site, rng: random.Random, first_index: int) -> list[Ticket]:
     """A week of filings: 65% during office hours, the rest at any time of the week (nights, weekend)."""
     office = site.office
-    week_start = datetime.combine(WEEK_START, datetime.min.time(), tzinfo=office.tz).astimezone(UTC)
-    hours = office_intervals(office, WEEK_START, 7)
-    lengths = [(e - s).total_seconds() for s, e in hours]
     tickets: list[Ticket] = []
     for n in range(site.tickets):
-        if rng.random() < 0.65:
-            start, end = rng.choices(hours, weights=lengths)[0]
-            filed = start + (end - start) * rng.random()
-        else:
-            filed = week_start + timedelta(days=7) * rng.random()
-        filed = filed.replace(second=0, microsecond=0)
+        filed = filing_time(rng, office, WEEK_START, 7)
         service = rng.choices([s for s, _ in site.mix], weights=[w for _, w in site.mix])[0]
-        count = rng.choices((0, 1, 2), weights=(0.5, 0.3, 0.2))[0]
-        windows = [w for w in (random_window(rng, office, service, filed) for _ in range(count)) if w is not None]
-        tickets.append(Ticket(first_index + n, office.code, service, filed, tuple(sorted(set(windows)))))
+        windows = random_windows(rng, office, service, filed, (0.5, 0.3, 0.2))
+        tickets.append(Ticket(first_index + n, office.code, service, filed, windows))
     return tickets
-
-
-class WorkClock:
-    """Working minutes of an office counted from a fixed origin: lead = clock(start) - clock(filed)."""
-
-    def __init__(self, office: Office, first: date, days: int) -> None:
-        self.starts: list[datetime] = []
-        self.lengths: list[float] = []
-        self.before: list[float] = []
-        total = 0.0
-        for s, e in office_intervals(office, first, days):
-            self.starts.append(s)
-            self.lengths.append((e - s).total_seconds() / 60)
-            self.before.append(total)
-            total += self.lengths[-1]
-
-    def minutes(self, instant: datetime) -> float:
-        i = bisect.bisect_right(self.starts, instant) - 1
-        if i < 0:
-            return 0.0
-        inside = (instant - self.starts[i]).total_seconds() / 60
-        return self.before[i] + min(max(inside, 0.0), self.lengths[i])
-
-    def lead(self, filed: datetime, start: datetime) -> float:
-        return self.minutes(start) - self.minutes(filed)
 
 
 @dataclass(frozen=True)
@@ -316,7 +303,7 @@ async def run_online(site: Site, tickets: Sequence[Ticket], clock: WorkClock, *,
         placements[ticket.index] = Placement(
             proposal.officer_ids[0],
             proposal.starts_at,
-            clock.lead(ticket.filed_at, proposal.starts_at),
+            clock.between(ticket.filed_at, proposal.starts_at),
             in_window(ticket, proposal.starts_at),
         )
     return OnlineRun(placements, time.perf_counter() - started)
@@ -334,24 +321,75 @@ class Model:
     index: dict[tuple[int, str, datetime], int] = field(default_factory=dict)
 
 
-def build_model(site: Site, tickets: Sequence[Ticket], clock: WorkClock) -> Model:
+def held(service: ServiceType) -> timedelta:
+    """What a session holds of its officer's time: the session and its buffer."""
+    return service.duration + service.buffer
+
+
+def officer_starts(
+    site: Site, officer: Officer, service: ServiceType, earliest: datetime, latest_end: datetime, closures: Closures
+) -> Iterator[datetime]:
+    """The officer's grid starts for the service in [earliest, latest_end - duration], in time order."""
+    for day in days_between(earliest, latest_end, site.office.tz):
+        for seg_start, seg_end in working_intervals(site.office, officer, day, closures):
+            start = max(ceil_to_grid(seg_start), earliest)
+            while start + service.duration <= min(seg_end, latest_end):
+                yield start
+                start += GRID
+
+
+def blocking_limit(
+    tickets: Sequence[Ticket], position: int, officer: Officer, booked: InMemoryBusy | None, earliest: datetime
+) -> int:
+    """How many of the officer's starts from `earliest` on the other bookings it may hold can block
+    for ticket `position`: each, of length L, blocks at most ceil((L + this one's) / GRID) grid starts."""
+    own = held(tickets[position].service)
+    lengths = [held(t.service) for n, t in enumerate(tickets) if n != position and t.service.code in officer.skills]
+    if booked is not None:
+        lengths += [end - start for start, end in booked.booked.get(officer.officer_id, []) if end > earliest]
+    return sum(math.ceil((length + own) / GRID) for length in lengths)
+
+
+def build_model(
+    site: Site,
+    tickets: Sequence[Ticket],
+    clock: WorkClock,
+    *,
+    closures: Closures = QUALITY_CLOSURES,
+    booked: InMemoryBusy | None = None,
+    prune: bool = False,
+) -> Model:
+    """Every feasible (ticket, officer, start); none overlapping `booked` (bookings that stay).
+
+    `prune` drops, exactly, the starts outside a ticket's windows that no optimum needs. Moving a
+    session outside its windows to a free earlier start of its officer keeps every window honoured
+    and shortens the lead, so in an optimum (of any stage here: tickets placed, windows, lead) each
+    such start has all of the officer's earlier starts from the ticket's earliest taken by other
+    bookings, at most `blocking_limit` of them: later starts are never used."""
     model = Model()
     for position, ticket in enumerate(tickets):
         service = ticket.service
         earliest = ceil_to_grid(ticket.filed_at + service.min_notice)
         latest_end = ticket.filed_at + service.horizon
+        last_window = max((end for _, end in ticket.windows), default=earliest)
         for officer in eligible_officers(site.office, site.officers, service):
-            for day in days_between(earliest, latest_end, site.office.tz):
-                for seg_start, seg_end in working_intervals(site.office, officer, day, QUALITY_CLOSURES):
-                    start = max(ceil_to_grid(seg_start), earliest)
-                    while start + service.duration <= min(seg_end, latest_end):
-                        model.index[(position, officer.officer_id, start)] = len(model.ticket)
-                        model.ticket.append(position)
-                        model.officer.append(officer.officer_id)
-                        model.start.append(start)
-                        model.lead.append(clock.lead(ticket.filed_at, start))
-                        model.window.append(in_window(ticket, start))
-                        start += GRID
+            limit = blocking_limit(tickets, position, officer, booked, earliest) if prune else None
+            starts = officer_starts(site, officer, service, earliest, latest_end, closures)
+            for n, start in enumerate(starts):
+                window = in_window(ticket, start)
+                if limit is not None and n > limit:
+                    if start >= last_window:
+                        break
+                    if not window:
+                        continue
+                if booked is not None and not booked.is_free(officer.officer_id, start, start + held(service)):
+                    continue
+                model.index[(position, officer.officer_id, start)] = len(model.ticket)
+                model.ticket.append(position)
+                model.officer.append(officer.officer_id)
+                model.start.append(start)
+                model.lead.append(clock.between(ticket.filed_at, start))
+                model.window.append(window)
     return model
 
 
@@ -368,14 +406,21 @@ class Solved:
 
 
 def solve(
-    model: Model, tickets: Sequence[Ticket], *, min_windows: int | None, tie_break_windows: bool, time_limit: float
+    model: Model,
+    tickets: Sequence[Ticket],
+    *,
+    min_windows: int | None,
+    tie_break_windows: bool,
+    time_limit: float,
+    most_windows: bool = False,
 ) -> Solved:
-    """min sum(lead * x) + penalty * unassigned, per-officer no-overlap at every grid instant."""
+    """min sum(lead * x) + penalty * unassigned, per-officer no-overlap at every grid instant;
+    `most_windows`: max windows honoured instead of min lead (as many tickets placed first)."""
     nx, nt = len(model.ticket), len(tickets)
     lead = np.asarray(model.lead, dtype=float)
     window = np.asarray(model.window, dtype=float)
     eps = 0.5 / (nt + 1) if tie_break_windows else 0.0  # the whole tie-break is worth < 1 minute of lead
-    cost = np.concatenate([lead - eps * window, np.full(nt, UNASSIGNED_PENALTY)])
+    cost = np.concatenate([-window if most_windows else lead - eps * window, np.full(nt, UNASSIGNED_PENALTY)])
 
     # Each ticket: sum_x + unassigned == 1.
     rows = list(model.ticket) + list(range(nt))
@@ -487,7 +532,9 @@ def officer_minutes(site: Site, first: date, days: int) -> float:
 
 async def quality_office(site: Site, tickets: list[Ticket]) -> OfficeResult:
     span_days = 7 + BENCH_HORIZON.days + 1
-    clock = WorkClock(site.office, WEEK_START - timedelta(days=1), span_days + 2)
+    clock = WorkClock(
+        site.office, QUALITY_CLOSURES, WEEK_START - timedelta(days=1), WEEK_START + timedelta(days=span_days)
+    )
     online = await run_online(site, tickets, clock, use_windows=True)
     online_plain = await run_online(site, tickets, clock, use_windows=False)
     model = build_model(site, tickets, clock)
