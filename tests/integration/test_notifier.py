@@ -36,7 +36,7 @@ from glv_schemas.events import (
     TicketFiled,
 )
 from glv_schemas.topics import PORTAL_UPDATES, consumed_by
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, free_port
 from tests.infra import Infra
 from tests.integration.conftest import Glv
 from tests.integration.notifier_world import (
@@ -87,7 +87,8 @@ async def running_notifiers(
             notifiers = Notifiers(base, mail, gateway, clock)
             try:
                 for n in range(replicas):
-                    replica = base.model_copy(update={"http_port": base.http_port + n + 1 if n else base.http_port})
+                    # Each replica its own free port (the port after another one may be taken).
+                    replica = base.model_copy(update={"http_port": free_port() if n else base.http_port})
                     service = RunningService(build_spec(replica, clock))
                     await service.start()
                     notifiers.replicas.append(service)

@@ -17,8 +17,10 @@ class RoundPlanner(BatchPlanner):
         super().__init__(search, busy)
         self._planned = dict(planned)
 
-    def _free(self, want: Want, proposal: Proposal) -> bool:
+    async def _free(self, want: Want, proposal: Proposal) -> bool:
         held = proposal.occupied(want.request.service)
+        # The day may not have been read for this batch (the plan chose it): read it first.
+        await self.busy.prepare(list(proposal.officer_ids), *held)
         return all(self.busy.is_free(officer_id, *held) for officer_id in proposal.officer_ids)
 
     async def place_all(
@@ -30,7 +32,7 @@ class RoundPlanner(BatchPlanner):
         rest: list[int] = []
         for n, want in enumerate(wants):
             proposal = self._planned.get(id(want))
-            if proposal is not None and self._free(want, proposal):
+            if proposal is not None and await self._free(want, proposal):
                 planned = NewSlot(self._new_slot_id(), proposal)
                 self.apply(want, planned)
                 placed[n] = planned
