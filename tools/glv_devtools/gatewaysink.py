@@ -20,27 +20,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hmac
 import json
 import re
 import signal
-import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from glv_devtools.localserver import LocalHttpServer
 
 Format = Literal["generic", "whatsapp_cloud"]
 
@@ -69,7 +67,7 @@ class _Refusal(Exception):
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
-class GatewaySink:
+class GatewaySink(LocalHttpServer):
     """The gateway. `async with` runs it on the caller's event loop; `serve()` until stopped."""
 
     def __init__(
@@ -84,8 +82,6 @@ class GatewaySink:
         reject_recipients: str | None = None,
     ) -> None:
         self.log_file = log_file
-        self.host = host
-        self.port = port
         self._token = token
         self._throttle_left = throttle_first
         self.retry_after = retry_after  # the header's value: seconds or an HTTP date
@@ -94,18 +90,13 @@ class GatewaySink:
         self.counts: Counter[str] = Counter()  # accepted, per Idempotency-Key
         # The first answer per key, given again to a repeat: what an idempotent gateway does.
         self._answers: dict[str, str] = {}
-        self.app = Starlette(
+        app = Starlette(
             routes=[
                 Route("/v1/messages", self._generic, methods=["POST"]),
                 Route("/{version}/{phone_number_id}/messages", self._whatsapp, methods=["POST"]),
             ]
         )
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        super().__init__(app, name="gatewaysink", host=host, port=port)
 
     @property
     def generic_url(self) -> str:
@@ -117,51 +108,6 @@ class GatewaySink:
     def count(self, idempotency_key: str) -> int:
         """How many times a message with this Idempotency-Key was accepted."""
         return self.counts[idempotency_key]
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        # Bound here, before uvicorn starts: port 0 gets a free port with no window for a race.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off")
-        self._server = _QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="gatewaysink")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises what stopped it
-                raise RuntimeError("the gateway sink stopped while starting")
-            await asyncio.sleep(0.01)
-
-    def request_stop(self) -> None:
-        """Stop serving (after the requests in hand); `wait_stopped()` returns then."""
-        if self._server is not None:
-            self._server.should_exit = True
-
-    async def wait_stopped(self) -> None:
-        if self._task is not None:
-            await self._task
-
-    async def stop(self) -> None:
-        self.request_stop()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 10)
-        self._server = self._task = None
-
-    async def __aenter__(self) -> GatewaySink:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     # --- the two formats ----------------------------------------------------------------------
 
@@ -239,15 +185,6 @@ class GatewaySink:
         if self.log_file is not None:
             with self.log_file.open("a", encoding="utf-8") as log:
                 log.write(json.dumps(asdict(entry), ensure_ascii=False) + "\n")
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: in a test the test's loop owns the signals, and the
-    command line stops the sink through `request_stop()`."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _bad(message: str) -> _Refusal:

@@ -33,7 +33,6 @@ import json
 import re
 import secrets
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -41,11 +40,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Literal, Protocol, get_args
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -53,6 +51,7 @@ from starlette.routing import Route
 from starlette.types import Send
 
 # The scheduler's own signing and payload: what this sends is by construction what it verifies.
+from glv_devtools.localserver import LocalHttpServer
 from glv_scheduler.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, MeetingEnded, sign
 from glv_schemas.events import Artifact, ArtifactKind, Attendance
 
@@ -305,23 +304,17 @@ class _CutShort(StreamingResponse):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-class MeetingPlatform:
+class MeetingPlatform(LocalHttpServer):
     """The platform. `async with` (or `start()`/`stop()`) runs it on the caller's event loop."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
         self._sessions: dict[str, _Session] = {}  # by room id
         self._rooms: dict[str, str] = {}  # token -> room id
         self._gets: Counter[tuple[str, str]] = Counter()  # (room id, kind)
         self._bytes: Counter[tuple[str, str]] = Counter()
-        self.app = Starlette(routes=[Route("/recordings/{token}/{name}", self._recording, methods=["GET", "HEAD"])])
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        app = Starlette(routes=[Route("/recordings/{token}/{name}", self._recording, methods=["GET", "HEAD"])])
+        # A throttled download would otherwise hold the shutdown for as long as it lasts.
+        super().__init__(app, name="meetingsim", host=host, port=port, graceful_s=2)
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -459,67 +452,10 @@ class MeetingPlatform:
             self._bytes[key] += len(chunk)
             yield bytes(chunk)
 
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        # Bound here, before uvicorn starts: port 0 gets a free port with no window for a race.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = int(sock.getsockname()[1])
-        # A throttled download would otherwise hold the shutdown for as long as it lasts.
-        config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
-        )
-        self._server = _QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="meetingsim")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises what stopped it
-                raise RuntimeError("the meeting platform stopped while starting")
-            await asyncio.sleep(0.01)
-
-    def request_stop(self) -> None:
-        """Stop serving; `wait_stopped()` returns then."""
-        if self._server is not None:
-            self._server.should_exit = True
-
-    async def wait_stopped(self) -> None:
-        if self._task is not None:
-            await self._task
-
-    async def stop(self) -> None:
-        self.request_stop()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 10)
-        self._server = self._task = None
-
-    async def __aenter__(self) -> MeetingPlatform:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
 
 def _chained(*parts: Iterator[memoryview]) -> Iterator[memoryview]:
     for part in parts:
         yield from part
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: in a test the test's loop owns the signals, and the
-    command line stops the platform through `request_stop()`."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 # --- reporting --------------------------------------------------------------------------------
