@@ -101,7 +101,29 @@ def valid_event(topic: str, rng: random.Random) -> FuzzRecord:  # also a hypothe
         )
         return _record(cancelled, topic, "/glv/ticketing")
     if topic == SCHEDULER_EVENTS.name:
-        return _record(slot_for(filed, office.zone, now + timedelta(days=2)), topic, "/glv/scheduler")
+        slot = slot_for(filed, office.zone, now + timedelta(days=2))
+        if rng.random() < 0.8:
+            return _record(slot, topic, "/glv/scheduler")
+        # A held session whose recordings are on a host the archive may not fetch from: it is
+        # recorded and its artifacts refused (forbidden_host) without any network call.
+        held = ev.SessionHeld(
+            ticket_id=filed.ticket_id,
+            session_id=uuid.uuid4(),
+            slot_id=slot.slot_id,
+            office_code=office.office_code,
+            started_at=now - timedelta(hours=1),
+            ended_at=now,
+            attendance=[ev.Attendance(role="officer", participant_ref=slot.officer_id, joined_at=now)],
+            artifacts=[
+                ev.Artifact(
+                    kind="video",
+                    url=f"https://recordings.fuzz.invalid/{uuid.uuid4().hex}.mp4",
+                    content_type="video/mp4",
+                    size_bytes=rng.randrange(1, 1 << 30),
+                )
+            ],
+        )
+        return _record(held, topic, "/glv/scheduler")
     if topic == ARCHIVE_EVENTS.name:
         failed = ev.ArchiveFailed(
             ticket_id=filed.ticket_id, session_id=uuid.uuid4(), reason="missing_video", retryable=False, failed_at=now
@@ -307,4 +329,5 @@ def fresh_cloud_event_headers(model: type[BaseModel], key: str) -> list[tuple[by
 TOPICS_OF = {
     "ticketing": [FUZZ_INTAKE, SCHEDULER_EVENTS.name, ARCHIVE_EVENTS.name, CATALOG.name],
     "scheduler": [TICKETING_EVENTS.name],
+    "archive": [SCHEDULER_EVENTS.name, TICKETING_EVENTS.name, CATALOG.name],
 }

@@ -19,6 +19,7 @@ import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -36,6 +37,8 @@ from glv_schemas.topics import (
 )
 from glv_ticketing.handlers import decode_for_ticketing
 from tests.fuzz import FUZZ_INTAKE, FUZZ_PORTAL, TOPICS_OF, FuzzRecord, classify, draw_records, forged
+from tests.infra import Infra
+from tests.integration.archive_world import running_archive
 from tests.integration.conftest import Glv
 from tests.rawrecords import RawRecord, produce_raw
 
@@ -144,10 +147,20 @@ async def decisions(service: RunningService, topic: str, keys: set[bytes]) -> Co
 # Generation runs in a thread beside the services' event loop, whose libraries use
 # the global random module: hypothesis notices and warns, harmlessly here.
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
-async def test_fuzzed_records_never_stall_lose_or_duplicate(glv: Glv) -> None:
+async def test_fuzzed_records_never_stall_lose_or_duplicate(glv: Glv, infra: Infra, tmp_path: Path) -> None:
+    async with running_archive(glv, infra, tmp_path) as archive:
+        assert archive.service is not None
+        await fuzz(glv, archive.service)
+
+
+async def fuzz(glv: Glv, archive: RunningService) -> None:
     bootstrap, prefix = glv.ticketing.settings.kafka_bootstrap_servers, glv.ticketing.prefix
-    services = {"ticketing": glv.ticketing.service, "scheduler": glv.scheduler}
-    decoders = {"ticketing": decode_for_ticketing, "scheduler": glv.scheduler.spec.decoder}
+    services = {"ticketing": glv.ticketing.service, "scheduler": glv.scheduler, "archive": archive}
+    decoders = {
+        "ticketing": decode_for_ticketing,
+        "scheduler": glv.scheduler.spec.decoder,
+        "archive": archive.spec.decoder,
+    }
     rng = random.Random(SEED)
     drawn: dict[str, list[FuzzRecord]] = {}
     for offset, (name, topics) in enumerate(TOPICS_OF.items()):
@@ -162,7 +175,7 @@ async def test_fuzzed_records_never_stall_lose_or_duplicate(glv: Glv) -> None:
     for name in services:
         await produce(bootstrap, prefix, drawn[name])
 
-    groups = {"ticketing": f"{prefix}ticketing", "scheduler": f"{prefix}scheduler"}
+    groups = {name: f"{prefix}{name}" for name in services}
     deadline = asyncio.get_running_loop().time() + 600
     while True:
         lags = {n: await lag(bootstrap, groups[n], [prefix + t for t in TOPICS_OF[n]]) for n in services}
